@@ -1,0 +1,34 @@
+"""The one small interface every engine backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
+
+from fovea.engine.types import Capabilities, GenerationChunk, GenerationRequest
+
+EngineState = Literal["stopped", "loading", "ready", "failed"]
+
+
+class Engine(Protocol):
+    """A loaded model. Streaming is the primitive; non-streaming callers collect the chunks.
+
+    ``generate`` raises ``fovea.errors.FoveaError`` subclasses for requests the model cannot
+    take (prompt over context, unsupported schema) before its first chunk; a consumer that
+    stops iterating (a client that disconnected) frees the model for the next request.
+    """
+
+    capabilities: Capabilities
+
+    @property
+    def state(self) -> EngineState: ...
+
+    @property
+    def failure(self) -> str | None: ...
+
+    async def start(self) -> None:
+        """Load the model; returns when it is ready, raises ModelNotReadyError if it failed."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
+
+    async def aclose(self) -> None: ...

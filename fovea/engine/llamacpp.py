@@ -1,0 +1,141 @@
+"""The embedded llama.cpp backend: one worker thread owns the model; requests queue to it.
+
+The event loop never touches the model. ``generate`` posts a job to the worker's queue and reads
+chunks back through an ``asyncio.Queue``; a consumer that goes away sets the job's cancel flag,
+which the worker checks between tokens, so a disconnected client frees the model at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fovea.engine.base import EngineState
+from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
+from fovea.engine.types import Capabilities, GenerationChunk, GenerationRequest
+from fovea.errors import EngineError, FoveaError, ModelNotReadyError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LlamaCppConfig", "LlamaCppEngine"]
+
+
+@dataclass
+class _Job:
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    output: asyncio.Queue[GenerationChunk | FoveaError] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def emit(self, item: GenerationChunk | FoveaError) -> None:
+        self.loop.call_soon_threadsafe(self.output.put_nowait, item)
+
+
+class LlamaCppEngine:
+    """A GGUF model (with an optional mmproj) served by a dedicated thread."""
+
+    def __init__(self, config: LlamaCppConfig) -> None:
+        self.config = config
+        self.capabilities = Capabilities(
+            vision=config.mmproj_path is not None,
+            max_images=config.max_images if config.mmproj_path is not None else 0,
+            context_length=config.context_length,
+        )
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._state: EngineState = "stopped"
+        self._failure: str | None = None
+        self._loaded: asyncio.Future[None] | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    async def start(self) -> None:
+        if self._loaded is None:
+            loop = asyncio.get_running_loop()
+            self._loaded = loop.create_future()
+            self._state = "loading"
+            self._thread = threading.Thread(
+                target=self._run, args=(loop,), name=f"llamacpp-{self.config.name}", daemon=True
+            )
+            self._thread.start()
+        await asyncio.shield(self._loaded)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self._state != "ready":
+            raise ModelNotReadyError(
+                f"Model {self.config.name} is not ready ({self._state})",
+                headers={"Retry-After": "5"},
+            )
+        job = _Job(request, asyncio.get_running_loop())
+        self._jobs.put(job)
+        try:
+            while True:
+                item = await job.output.get()
+                if isinstance(item, FoveaError):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            job.cancelled.set()
+
+    async def aclose(self) -> None:
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+        self._state = "stopped"
+
+    # -- the worker thread ------------------------------------------------------------------
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            model = LlamaModel(self.config)
+        except Exception as exc:
+            log.exception("loading model %s failed", self.config.name)
+            self._failure = f"{type(exc).__name__}: {exc}"
+            self._state = "failed"
+            error = ModelNotReadyError(f"Model {self.config.name} failed to load: {self._failure}")
+            loop.call_soon_threadsafe(_settle, self._loaded, error)
+            return
+        self._state = "ready"
+        loop.call_soon_threadsafe(_settle, self._loaded, None)
+        try:
+            self._serve(model)
+        finally:
+            model.close()
+
+    def _serve(self, model: LlamaModel) -> None:
+        while (job := self._jobs.get()) is not None:
+            if job.cancelled.is_set():
+                continue
+            try:
+                for chunk in model.generate(job.request, job.cancelled):
+                    job.emit(chunk)
+                    if job.cancelled.is_set():
+                        break
+            except FoveaError as exc:
+                job.emit(exc)
+            except Exception as exc:
+                log.exception("generation %s failed", job.request.request_id)
+                job.emit(EngineError(f"The engine failed on this request: {exc}"))
+
+
+def _settle(future: asyncio.Future[None] | None, error: Exception | None) -> None:
+    if future is None or future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

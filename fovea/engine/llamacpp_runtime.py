@@ -1,0 +1,330 @@
+"""The llama.cpp model itself: loading, multimodal prompt evaluation and sampling.
+
+Everything here runs on the engine's one worker thread (see ``llamacpp.py``): with this build's
+OpenMP runtime a model called from a second thread runs ~1.6x slower, so loading, image encoding
+and decoding all stay on the thread that loaded the model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import llama_cpp.mtmd_cpp as mtmd
+from llama_cpp import Llama
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+from fovea.engine.chat_template import ChatTemplate, resolve_template
+from fovea.engine.text import StopFilter, TokenTextDecoder
+from fovea.engine.types import (
+    GenerationChunk,
+    GenerationRequest,
+    ImageInput,
+    ImagePart,
+    ResponseFormat,
+    Usage,
+)
+from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LlamaCppConfig:
+    """What the llama.cpp backend needs to load one deployment branch."""
+
+    name: str
+    model_path: Path
+    mmproj_path: Path | None
+    context_length: int = 4096
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    flash_attn: bool = True
+    chat_template: str | None = None
+    max_images: int = 8
+
+
+@dataclass
+class _Prompt:
+    """A tokenized prompt: mtmd chunks (text and images) or, for text-only models, tokens."""
+
+    chunks: object | None  # mtmd_input_chunks_p, freed by the caller
+    tokens: list[int]
+    n_tokens: int
+    n_image_tokens: int = 0
+
+    def free(self) -> None:
+        if self.chunks is not None:
+            mtmd.mtmd_input_chunks_free(self.chunks)
+            self.chunks = None
+
+
+class LlamaModel:
+    """A loaded GGUF (plus its vision projector) and the generation loop over it."""
+
+    def __init__(self, config: LlamaCppConfig) -> None:
+        self.config = config
+        self._llm = Llama(
+            str(config.model_path),
+            n_ctx=config.context_length,
+            n_threads=config.n_threads,
+            n_gpu_layers=config.n_gpu_layers,
+            flash_attn=config.flash_attn,
+            verbose=False,
+        )
+        self._vocab = self._llm._model.vocab
+        try:
+            self._template = self._load_template()
+            self._mtmd = self._load_mmproj() if config.mmproj_path else None
+        except Exception:
+            self._llm.close()
+            raise
+        self._marker = mtmd.mtmd_default_marker().decode()
+        self._piece_buffer = ctypes.create_string_buffer(256)
+
+    @property
+    def has_vision(self) -> bool:
+        return self._mtmd is not None
+
+    def close(self) -> None:
+        if self._mtmd is not None:
+            mtmd.mtmd_free(self._mtmd)
+            self._mtmd = None
+        self._llm.close()
+
+    def _load_template(self) -> ChatTemplate:
+        source = resolve_template(
+            self.config.chat_template, self._llm.metadata.get("tokenizer.chat_template")
+        )
+        return ChatTemplate(
+            source=source,
+            bos_token=self._piece(self._llm.token_bos()),
+            eos_token=self._piece(self._llm.token_eos()),
+        )
+
+    def _load_mmproj(self) -> object:
+        # Route libmtmd's chatter through llama-cpp-python's filter (errors only unless verbose).
+        from llama_cpp._logger import llama_log_callback
+
+        mtmd.mtmd_log_set(llama_log_callback, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = self.config.n_gpu_layers != 0
+        params.print_timings = False
+        params.n_threads = self._llm.n_threads
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if self.config.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        ctx = mtmd.mtmd_init_from_file(
+            str(self.config.mmproj_path).encode(), self._llm.model, params
+        )
+        if ctx is None:
+            raise RuntimeError(f"could not load the vision projector {self.config.mmproj_path}")
+        if not mtmd.mtmd_support_vision(ctx):
+            mtmd.mtmd_free(ctx)
+            raise RuntimeError(f"{self.config.mmproj_path} has no vision encoder")
+        return ctx
+
+    def _piece(self, token: int) -> str:
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    # -- generation -------------------------------------------------------------------------
+
+    def generate(
+        self, request: GenerationRequest, cancelled: threading.Event
+    ) -> Iterator[GenerationChunk]:
+        """Evaluate the prompt, then yield text as it is sampled; the last chunk has usage."""
+        grammar = _grammar_for(request.response_format)
+        prompt = self._tokenize(request)
+        try:
+            max_tokens = self._max_tokens(request, prompt)
+            self._evaluate(prompt, cancelled)
+        finally:
+            prompt.free()
+        yield from self._sample(request, prompt, max_tokens, grammar, cancelled)
+
+    def _tokenize(self, request: GenerationRequest) -> _Prompt:
+        images = [p.image for m in request.messages for p in m.parts if isinstance(p, ImagePart)]
+        if images and self._mtmd is None:
+            raise InvalidRequestError(
+                f"Model {self.config.name} does not accept images", param="messages"
+            )
+        text = self._template.render(request.messages, self._marker)
+        add_special = not text.startswith(self._template.bos_token)
+        if self._mtmd is None:
+            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+            return _Prompt(chunks=None, tokens=tokens, n_tokens=len(tokens))
+        bitmaps = [_bitmap(image) for image in images]
+        try:
+            chunks = self._mtmd_tokenize(text, bitmaps, add_special)
+        finally:
+            for bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(bitmap)
+        return _measure(chunks)
+
+    def _mtmd_tokenize(self, text: str, bitmaps: list[object], add_special: bool) -> object:
+        encoded = text.encode("utf-8")
+        input_text = mtmd.mtmd_input_text()
+        input_text.text = encoded
+        input_text.text_len = len(encoded)
+        input_text.add_special = add_special
+        input_text.parse_special = True
+        chunks = mtmd.mtmd_input_chunks_init()
+        array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+        result = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(input_text), array, len(bitmaps))
+        if result != 0:
+            mtmd.mtmd_input_chunks_free(chunks)
+            raise InvalidRequestError(
+                f"The prompt could not be tokenized with its images (mtmd error {result}); "
+                "the number of image parts must match the images sent",
+                param="messages",
+            )
+        return chunks
+
+    def _max_tokens(self, request: GenerationRequest, prompt: _Prompt) -> int:
+        n_ctx = self._llm.n_ctx()
+        room = n_ctx - prompt.n_tokens
+        requested = request.sampling.max_tokens
+        if room < 1 or (requested is not None and requested > room):
+            wanted = prompt.n_tokens + (requested or 1)
+            raise ContextLengthError(
+                f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+                f"{wanted} tokens ({prompt.n_tokens} in the messages, of which "
+                f"{prompt.n_image_tokens} for images, and {requested or 1} in the completion). "
+                "Please reduce the length of the messages, the number of images or max_tokens.",
+                param="messages",
+            )
+        return requested if requested is not None else min(request.default_max_tokens, room)
+
+    def _evaluate(self, prompt: _Prompt, cancelled: threading.Event) -> None:
+        llm = self._llm
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        if prompt.chunks is None:
+            llm.eval(prompt.tokens)
+            return
+        for index in range(mtmd.mtmd_input_chunks_size(prompt.chunks)):
+            if cancelled.is_set():
+                return
+            chunk = mtmd.mtmd_input_chunks_get(prompt.chunks, index)
+            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                llm.eval(_chunk_tokens(chunk))
+            else:
+                self._eval_media(chunk)
+
+    def _eval_media(self, chunk: object) -> None:
+        llm = self._llm
+        new_n_past = llama_cpp.llama_pos(0)
+        result = mtmd.mtmd_helper_eval_chunk_single(
+            self._mtmd,
+            llm._ctx.ctx,
+            chunk,
+            llama_cpp.llama_pos(llm.n_tokens),
+            llama_cpp.llama_seq_id(0),
+            llm.n_batch,
+            False,
+            ctypes.byref(new_n_past),
+        )
+        if result != 0:
+            raise EngineError(f"the vision encoder failed on an image (mtmd error {result})")
+        # Image positions hold no token id; mark them so no prefix match can claim them.
+        llm.input_ids[llm.n_tokens : new_n_past.value] = -1
+        llm.n_tokens = new_n_past.value
+
+    def _sample(
+        self,
+        request: GenerationRequest,
+        prompt: _Prompt,
+        max_tokens: int,
+        grammar: LlamaGrammar | None,
+        cancelled: threading.Event,
+    ) -> Iterator[GenerationChunk]:
+        llm, params = self._llm, request.sampling
+        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        llm._sampler = llm._init_sampler(
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=0,
+            min_p=0.0,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            grammar=grammar,
+        )
+        decoder, stops = TokenTextDecoder(), StopFilter(params.stop)
+        n_generated, finish = 0, "length"
+        while n_generated < max_tokens and not cancelled.is_set():
+            token = llm._sampler.sample(llm._ctx, -1)
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                finish = "stop"
+                break
+            n_generated += 1
+            text = stops.push(decoder.push(self._token_bytes(token)))
+            if text:
+                yield GenerationChunk(text)
+            if stops.stopped:
+                finish = "stop"
+                break
+            if llm.n_tokens >= llm.n_ctx():
+                break
+            llm.eval([token])
+        tail = "" if stops.stopped else stops.push(decoder.flush()) + stops.flush()
+        usage = Usage(
+            prompt_tokens=prompt.n_tokens,
+            completion_tokens=n_generated,
+            image_tokens=prompt.n_image_tokens,
+        )
+        yield GenerationChunk(tail, finish_reason=finish, usage=usage)  # type: ignore[arg-type]
+
+
+    def _token_bytes(self, token: int) -> bytes:
+        buffer = self._piece_buffer
+        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:size] if size > 0 else b""
+
+
+def _measure(chunks: object) -> _Prompt:
+    n_tokens = n_image_tokens = 0
+    for index in range(mtmd.mtmd_input_chunks_size(chunks)):
+        chunk = mtmd.mtmd_input_chunks_get(chunks, index)
+        count = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+        n_tokens += count
+        if mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+            n_image_tokens += count
+    return _Prompt(chunks=chunks, tokens=[], n_tokens=n_tokens, n_image_tokens=n_image_tokens)
+
+
+def _chunk_tokens(chunk: object) -> list[int]:
+    count = ctypes.c_size_t()
+    pointer = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+    return [pointer[i] for i in range(count.value)]
+
+
+def _bitmap(image: ImageInput) -> object:
+    buffer = (ctypes.c_uint8 * len(image.rgb)).from_buffer_copy(image.rgb)
+    bitmap = mtmd.mtmd_bitmap_init(image.width, image.height, buffer)
+    if bitmap is None:
+        raise EngineError("could not hand an image to the vision encoder")
+    return bitmap
+
+
+def _grammar_for(response_format: ResponseFormat) -> LlamaGrammar | None:
+    if response_format.kind == "json_object":
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    if response_format.kind == "json_schema":
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(response_format.schema), verbose=False)
+        except Exception as exc:  # the converter raises bare Exceptions for unsupported schemas
+            raise InvalidRequestError(
+                f"response_format.json_schema.schema is not supported: {exc}",
+                param="response_format",
+            ) from exc
+    return None

