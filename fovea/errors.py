@@ -14,6 +14,7 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── PermissionDeniedError (403)  the service account lacks the role on the folder
     ├── NotFoundError (404)
     │   └── ModelNotFoundError
+    ├── MethodNotAllowedError (405)
     ├── PayloadTooLargeError (413)   body or image over a configured limit
     ├── RateLimitError (429)
     ├── ModelNotReadyError (503)     model loading or failed to load
@@ -105,6 +106,12 @@ class NotFoundError(FoveaError):
 
 class ModelNotFoundError(NotFoundError):
     default_code = "model_not_found"
+
+
+class MethodNotAllowedError(FoveaError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
 
 
 class PayloadTooLargeError(FoveaError):

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_images_per_request: int = 16
     image_decode_threads: int = 2
 
+    max_concurrent_generations_per_folder: int = 10
     model_load_wait_s: float = 30.0
     preload_models: bool = True
 

@@ -25,6 +25,14 @@ __all__ = ["LlamaCppConfig", "LlamaCppEngine"]
 
 
 @dataclass
+class EngineStats:
+    """Counters since start: requests finished, and requests stopped because the caller left."""
+
+    completed: int = 0
+    cancelled: int = 0
+
+
+@dataclass
 class _Job:
     request: GenerationRequest
     loop: asyncio.AbstractEventLoop
@@ -50,6 +58,7 @@ class LlamaCppEngine:
         self._failure: str | None = None
         self._loaded: asyncio.Future[None] | None = None
         self._thread: threading.Thread | None = None
+        self.stats = EngineStats()
 
     @property
     def state(self) -> EngineState:
@@ -119,12 +128,17 @@ class LlamaCppEngine:
     def _serve(self, model: LlamaModel) -> None:
         while (job := self._jobs.get()) is not None:
             if job.cancelled.is_set():
+                self.stats.cancelled += 1
                 continue
             try:
                 for chunk in model.generate(job.request, job.cancelled):
                     job.emit(chunk)
                     if job.cancelled.is_set():
                         break
+                if job.cancelled.is_set():
+                    self.stats.cancelled += 1
+                else:
+                    self.stats.completed += 1
             except FoveaError as exc:
                 job.emit(exc)
             except Exception as exc:

@@ -1,0 +1,35 @@
+"""``POST /v1/chat/completions``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect, sse_events
+from fovea.protocol.chat import ChatCompletionRequest
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions")
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    request: Request,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    header_folder: HeaderFolderDep,
+) -> Response:
+    run = await services.chat.start(principal, body, header_folder)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            sse_events(run.chunks(include_usage=include_usage)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        completion = await cancel_on_disconnect(request, run.collect())
+    except ClientDisconnected:
+        return Response(status_code=499)
+    return Response(completion.model_dump_json(), media_type="application/json")

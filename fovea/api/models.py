@@ -1,0 +1,17 @@
+"""``GET /v1/models``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(
+    services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
+) -> Response:
+    models = await services.models.list(principal, header_folder)
+    return Response(models.model_dump_json(), media_type="application/json")

@@ -1,0 +1,45 @@
+"""The one app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fovea import __version__
+from fovea.api import chat, health, models
+from fovea.api.errors import install_error_handlers
+from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from fovea.engine.factory import create_engine
+from fovea.services.container import EngineFactory, build_services
+from fovea.settings import Settings, load_catalog
+
+
+def create_app(settings: Settings, *, engine_factory: EngineFactory = create_engine) -> FastAPI:
+    """Build the ASGI app; models start loading in the background when it starts."""
+    catalog = load_catalog(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings, catalog, engine_factory)
+        app.state.services = services
+        if settings.preload_models:
+            services.preload()
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="Fovea",
+        version=__version__,
+        summary="A self-hosted, OpenAI-compatible AI Studio for vision-language models",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (chat.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

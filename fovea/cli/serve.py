@@ -1,0 +1,72 @@
+"""``fovea serve``: run the HTTP server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from fovea.settings import DEMO_MODEL_NAME, CatalogFileError, Settings, load_catalog
+
+console = Console(stderr=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (FOVEA_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (FOVEA_PORT)")] = None,
+    bootstrap: Annotated[
+        bool,
+        typer.Option(help="Create (or reuse) a folder and service account and print a new key"),
+    ] = False,
+) -> None:
+    """Serve the OpenAI-compatible API on the catalog's models."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        catalog = load_catalog(settings)
+    except CatalogFileError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if any(d.name == DEMO_MODEL_NAME for d in catalog.deployments):
+        from fovea.modelgen.demo import prepare_demo_model
+
+        prepare_demo_model(settings.models_dir)
+    if bootstrap:
+        _print_bootstrap(settings)
+
+    from fovea.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _print_bootstrap(settings: Settings) -> None:
+    from fovea.iam.service import IamService
+    from fovea.store.database import Database
+
+    database = Database(settings.sqlalchemy_url)
+    database.migrate()
+    folder, account, key = IamService(database).bootstrap()
+    database.dispose()
+    base_url = f"http://{settings.host}:{settings.port}/v1"
+    print(
+        "\nFovea is starting. Point the openai client at it:\n"
+        f"  base_url   = {base_url}\n"
+        f"  folder id  = {folder.id}\n"
+        f"  api key    = {key.secret}   (shown once; service account {account.id})\n"
+        f"  model      = gpt://{folder.id}/{DEMO_MODEL_NAME}\n"
+        "Try: FOVEA_API_KEY=<key> FOVEA_FOLDER_ID=<folder id> "
+        ".venv/bin/python examples/compare_images.py\n",
+        flush=True,
+    )

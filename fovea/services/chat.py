@@ -1,0 +1,315 @@
+"""Chat completions: from an OpenAI request to an engine generation and back."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from fovea.engine.registry import EngineKey, EngineRegistry
+from fovea.engine.types import (
+    Capabilities,
+    GenerationChunk,
+    GenerationRequest,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    SamplingParams,
+    TextPart,
+)
+from fovea.errors import InvalidRequestError
+from fovea.iam.apikeys import GENERATION_SCOPES
+from fovea.iam.roles import Permission
+from fovea.iam.types import Principal
+from fovea.media.images import check_image_count
+from fovea.protocol import chat as wire
+from fovea.services.access import AccessControl
+from fovea.services.catalog import Catalog, ResolvedModel, parse_model_uri
+from fovea.services.images import ImageIntake
+from fovea.services.quotas import FolderConcurrency
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    model_load_wait_s: float = 30.0
+
+
+class ChatRun:
+    """A generation that has started: its first chunk is in hand, so the request was accepted.
+
+    Consume it once, with ``collect`` or ``chunks``; either releases the folder's slot.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_uri: str,
+        first: GenerationChunk,
+        rest: AsyncIterator[GenerationChunk],
+        release: _Release,
+    ) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model_uri = model_uri
+        self._first = first
+        self._rest = rest
+        self._release = release
+
+    async def _all(self) -> AsyncIterator[GenerationChunk]:
+        try:
+            yield self._first
+            if self._first.finish_reason is None:
+                async with aclosing(self._rest) as rest:
+                    async for chunk in rest:
+                        yield chunk
+        finally:
+            self._release()
+
+    async def collect(self) -> wire.ChatCompletion:
+        parts: list[str] = []
+        last = self._first
+        async with aclosing(self._all()) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk.text)
+                last = chunk
+        return wire.ChatCompletion(
+            id=self.id,
+            created=self.created,
+            model=self.model_uri,
+            choices=[
+                wire.Choice(
+                    message=wire.AssistantMessage(content="".join(parts)),
+                    finish_reason=last.finish_reason or "stop",
+                )
+            ],
+            usage=_usage(last),
+        )
+
+    async def chunks(self, *, include_usage: bool) -> AsyncIterator[wire.ChatCompletionChunk]:
+        """OpenAI's chunk sequence: role, content deltas, finish reason, then usage if asked."""
+        yield self._chunk(wire.ChoiceDelta(role="assistant", content=""))
+        async with aclosing(self._all()) as chunks:
+            async for chunk in chunks:
+                if chunk.text:
+                    yield self._chunk(wire.ChoiceDelta(content=chunk.text))
+                if chunk.finish_reason is not None:
+                    yield self._chunk(wire.ChoiceDelta(), finish_reason=chunk.finish_reason)
+                    if include_usage:
+                        usage_chunk = self._chunk(None)
+                        usage_chunk.usage = _usage(chunk)
+                        yield usage_chunk
+
+    def _chunk(
+        self, delta: wire.ChoiceDelta | None, finish_reason: str | None = None
+    ) -> wire.ChatCompletionChunk:
+        choices = (
+            []
+            if delta is None
+            else [wire.ChunkChoice(delta=delta, finish_reason=finish_reason)]  # type: ignore[arg-type]
+        )
+        return wire.ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model_uri, choices=choices
+        )
+
+
+class _Release:
+    def __init__(self, quotas: FolderConcurrency, folder_id: str) -> None:
+        self._quotas, self._folder_id, self._done = quotas, folder_id, False
+
+    def __call__(self) -> None:
+        if not self._done:
+            self._done = True
+            self._quotas.release(self._folder_id)
+
+
+class ChatService:
+    """Checks access and capabilities, decodes images, and starts the generation."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        engines: EngineRegistry,
+        access: AccessControl,
+        images: ImageIntake,
+        quotas: FolderConcurrency,
+        limits: ChatLimits,
+    ) -> None:
+        self._catalog = catalog
+        self._engines = engines
+        self._access = access
+        self._images = images
+        self._quotas = quotas
+        self._limits = limits
+
+    async def start(
+        self, principal: Principal, body: wire.ChatCompletionRequest, header_folder: str | None
+    ) -> ChatRun:
+        if body.model_extra:
+            log.info("ignoring unknown request fields: %s", ", ".join(sorted(body.model_extra)))
+        self._access.require_scope(principal, GENERATION_SCOPES)
+        uri = parse_model_uri(body.model)
+        folder_id = self._access.folder_for(
+            principal, uri_folder=uri.folder_id, header_folder=header_folder
+        )
+        await self._access.require(principal, folder_id, Permission.MODELS_USE)
+        model = self._catalog.resolve(uri, folder_id)
+        engine = await self._engines.get(
+            EngineKey(model.deployment.name, model.branch), self._limits.model_load_wait_s
+        )
+        _check_capabilities(body, model, engine.capabilities, self._images)
+        self._quotas.acquire(folder_id)
+        release = _Release(self._quotas, folder_id)
+        try:
+            request = await self._build_request(body, model)
+            stream = engine.generate(request)
+            first = await anext(stream)
+        except BaseException:
+            release()
+            raise
+        return ChatRun(
+            model_uri=uri.canonical(folder_id), first=first, rest=stream, release=release
+        )
+
+    async def _build_request(
+        self, body: wire.ChatCompletionRequest, model: ResolvedModel
+    ) -> GenerationRequest:
+        deployment = model.deployment
+        messages = await self._messages(body.messages)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        if max_tokens is not None and max_tokens > deployment.max_output_tokens:
+            raise InvalidRequestError(
+                f"max_tokens is too large: {max_tokens}. Model {deployment.name} generates at "
+                f"most {deployment.max_output_tokens} tokens per request.",
+                param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
+            )
+        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        sampling = SamplingParams(
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            max_tokens=max_tokens,
+            stop=stop,
+            seed=body.seed,
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=body.presence_penalty,
+        )
+        return GenerationRequest(
+            request_id=uuid.uuid4().hex,
+            messages=messages,
+            sampling=sampling,
+            response_format=_response_format(body.response_format),
+            default_max_tokens=min(deployment.default_max_tokens, deployment.max_output_tokens),
+        )
+
+    async def _messages(self, messages: list[wire.ChatMessage]) -> tuple[Message, ...]:
+        wanted: list[tuple[str, str, str]] = []
+        for i, message in enumerate(messages):
+            for j, part in enumerate(_parts(message, i)):
+                if isinstance(part, wire.ImageContentPart):
+                    wanted.append(
+                        (part.image_url.url, f"messages[{i}].content[{j}]", part.image_url.detail)
+                    )
+        decoded = iter(await self._images.decode_all(wanted))
+        result = []
+        for i, message in enumerate(messages):
+            parts = tuple(
+                TextPart(p.text) if isinstance(p, wire.TextContentPart) else ImagePart(next(decoded))
+                for p in _parts(message, i)
+            )
+            role = "system" if message.role in ("system", "developer") else message.role
+            result.append(Message(role, parts))  # type: ignore[arg-type]
+        return tuple(result)
+
+
+def _parts(
+    message: wire.ChatMessage, index: int
+) -> list[wire.TextContentPart | wire.ImageContentPart]:
+    if message.role == "tool":
+        raise InvalidRequestError(
+            f"messages[{index}]: role 'tool' needs tool support, which this model does not have",
+            param=f"messages[{index}].role",
+        )
+    content = message.content
+    if content is None:
+        if message.role == "assistant":
+            return []
+        raise InvalidRequestError(
+            f"messages[{index}].content is required for role {message.role!r}",
+            param=f"messages[{index}].content",
+        )
+    if isinstance(content, str):
+        return [wire.TextContentPart(type="text", text=content)]
+    for j, part in enumerate(content):
+        if isinstance(part, wire.ImageContentPart) and message.role != "user":
+            raise InvalidRequestError(
+                f"messages[{index}].content[{j}]: images are accepted in user messages only",
+                param=f"messages[{index}].content[{j}]",
+            )
+    return list(content)
+
+
+def _check_capabilities(
+    body: wire.ChatCompletionRequest,
+    model: ResolvedModel,
+    capabilities: Capabilities,
+    images: ImageIntake,
+) -> None:
+    name = model.deployment.name
+    if body.n > capabilities.max_n:
+        raise InvalidRequestError(
+            f"n={body.n} is not supported: model {name} returns {capabilities.max_n} choice",
+            param="n",
+        )
+    if body.tools and body.tool_choice != "none" and not capabilities.tools:
+        raise InvalidRequestError(
+            f"Model {name} does not support tools; remove 'tools' or set tool_choice to 'none'",
+            param="tools",
+        )
+    n_images = sum(
+        isinstance(part, wire.ImageContentPart)
+        for message in body.messages
+        if isinstance(message.content, list)
+        for part in message.content
+    )
+    if n_images and not capabilities.vision:
+        raise InvalidRequestError(f"Model {name} does not accept images", param="messages")
+    check_image_count(
+        n_images, limits=images.limits, model_max=capabilities.max_images, model_name=name
+    )
+
+
+def _response_format(value: wire.ResponseFormat | None) -> ResponseFormat:
+    if value is None or value.type == "text":
+        return ResponseFormat()
+    if value.type == "json_object":
+        return ResponseFormat(kind="json_object")
+    if value.json_schema is None:
+        raise InvalidRequestError(
+            "response_format of type json_schema needs a json_schema object with a schema",
+            param="response_format.json_schema",
+        )
+    return ResponseFormat(kind="json_schema", schema=value.json_schema.schema_)
+
+
+def _usage(chunk: GenerationChunk) -> wire.CompletionUsage:
+    usage = chunk.usage
+    if usage is None:
+        return wire.CompletionUsage(
+            prompt_tokens=0,
+            completion_tokens=0,
+            total_tokens=0,
+            prompt_tokens_details=wire.PromptTokensDetails(),
+        )
+    return wire.CompletionUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        prompt_tokens_details=wire.PromptTokensDetails(
+            cached_tokens=usage.cached_tokens, image_tokens=usage.image_tokens
+        ),
+    )

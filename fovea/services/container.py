@@ -1,0 +1,80 @@
+"""Builds the services one server process runs on, and shuts them down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fovea.engine.base import Engine
+from fovea.engine.factory import create_engine
+from fovea.engine.registry import EngineKey, EngineRegistry
+from fovea.iam.service import IamService
+from fovea.media.images import ImageLimits
+from fovea.services.access import AccessControl
+from fovea.services.catalog import Catalog
+from fovea.services.chat import ChatLimits, ChatService
+from fovea.services.images import ImageIntake
+from fovea.services.models import ModelsService
+from fovea.services.quotas import FolderConcurrency
+from fovea.settings import BranchFiles, CatalogConfig, DeploymentConfig, Settings
+from fovea.store.database import Database
+
+
+@dataclass
+class Services:
+    database: Database
+    access: AccessControl
+    engines: EngineRegistry
+    catalog: Catalog
+    chat: ChatService
+    models: ModelsService
+
+    def preload(self) -> None:
+        """Start loading every deployment marked ``preload`` (latest branch) in the background."""
+        for deployment in self.catalog.deployments:
+            if deployment.preload:
+                self.engines.start(EngineKey(deployment.name, "latest"))
+
+    async def aclose(self) -> None:
+        await self.engines.aclose()
+        self.database.dispose()
+
+
+EngineFactory = Callable[[DeploymentConfig, BranchFiles], Engine]
+
+
+def build_services(
+    settings: Settings,
+    catalog_config: CatalogConfig,
+    engine_factory: EngineFactory = create_engine,
+) -> Services:
+    database = Database(settings.sqlalchemy_url)
+    database.migrate()
+    catalog = Catalog(catalog_config)
+
+    def factory(key: EngineKey) -> Engine:
+        model = catalog.resolve_key(key.model, key.branch)
+        return engine_factory(model.deployment, model.files)
+
+    engines = EngineRegistry(factory)
+    access = AccessControl(IamService(database))
+    chat = ChatService(
+        catalog=catalog,
+        engines=engines,
+        access=access,
+        images=ImageIntake(ImageLimits.from_settings(settings), settings.image_decode_threads),
+        quotas=FolderConcurrency(settings.max_concurrent_generations_per_folder),
+        limits=ChatLimits(model_load_wait_s=settings.model_load_wait_s),
+    )
+    models = ModelsService(
+        catalog=catalog, engines=engines, access=access, started_at=int(time.time())
+    )
+    return Services(
+        database=database,
+        access=access,
+        engines=engines,
+        catalog=catalog,
+        chat=chat,
+        models=models,
+    )

@@ -1,0 +1,57 @@
+"""Model listing and readiness, as the caller's folder sees them."""
+
+from __future__ import annotations
+
+from fovea.engine.registry import EngineKey, EngineRegistry
+from fovea.iam.roles import Permission
+from fovea.iam.types import Principal
+from fovea.protocol.models import EngineStatus, HealthStatus, ModelList, ModelObject
+from fovea.services.access import AccessControl
+from fovea.services.catalog import Catalog
+
+
+class ModelsService:
+    def __init__(
+        self, *, catalog: Catalog, engines: EngineRegistry, access: AccessControl, started_at: int
+    ) -> None:
+        self._catalog = catalog
+        self._engines = engines
+        self._access = access
+        self._started_at = started_at
+
+    async def list(self, principal: Principal, header_folder: str | None) -> ModelList:
+        folder_id = self._access.folder_for(principal, uri_folder=None, header_folder=header_folder)
+        await self._access.require(principal, folder_id, Permission.MODELS_READ)
+        engines = self._engines.states()
+        data = []
+        for model in self._catalog.all_branches():
+            deployment = model.deployment
+            engine = engines.get(EngineKey(deployment.name, model.branch))
+            data.append(
+                ModelObject(
+                    id=f"gpt://{folder_id}/{deployment.name}/{model.branch}",
+                    created=self._started_at,
+                    owned_by=deployment.owned_by,
+                    description=deployment.description,
+                    branch=model.branch,
+                    status=engine.state if engine else "not loaded (loads on first use)",
+                    context_length=deployment.context_length,
+                    max_images=deployment.max_images if model.files.mmproj else 0,
+                    vision=model.files.mmproj is not None,
+                )
+            )
+        return ModelList(data=data)
+
+    def health(self) -> HealthStatus:
+        engines = [
+            EngineStatus(model=key.model, branch=key.branch, state=e.state, error=e.failure)
+            for key, e in self._engines.states().items()
+        ]
+        states = {e.state for e in engines}
+        if "failed" in states:
+            status = "degraded"
+        elif states - {"ready"}:
+            status = "loading"
+        else:
+            status = "ok"
+        return HealthStatus(status=status, engines=engines)  # type: ignore[arg-type]

@@ -1,0 +1,160 @@
+"""The chat API through the real app (IAM, media, SQLite) on a scripted engine."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import Keys, auth, png_data_url
+from tests.fakes import IMAGE_TOKENS, ScriptedEngine
+
+
+def _chat(client: TestClient, key: str, **body: object) -> httpx.Response:
+    body.setdefault("model", "gemma-3-demo")
+    body.setdefault("messages", [{"role": "user", "content": "hello there"}])
+    return client.post("/v1/chat/completions", json=body, headers=auth(key))
+
+
+def test_completion_has_openai_shape_and_usage(client: TestClient, keys: Keys) -> None:
+    response = _chat(
+        client,
+        keys.api_key,
+        model=f"gpt://{keys.folder_id}/gemma-3-demo/",
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "compare"},
+                    {"type": "image_url", "image_url": {"url": png_data_url((255, 0, 0))}},
+                    {"type": "image_url", "image_url": {"url": png_data_url((0, 0, 255))}},
+                ],
+            },
+        ],
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["id"].startswith("chatcmpl-")
+    assert body["model"] == f"gpt://{keys.folder_id}/gemma-3-demo/latest"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"].startswith("echo: compare images: ")
+    assert choice["finish_reason"] == "stop"
+    usage = body["usage"]
+    assert usage["prompt_tokens_details"]["image_tokens"] == 2 * IMAGE_TOKENS
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert response.headers["x-request-id"]
+    assert response.headers["x-server-trace-id"]
+
+
+def test_images_reach_the_engine_decoded(client: TestClient, keys: Keys) -> None:
+    _chat(
+        client,
+        keys.api_key,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": png_data_url((9, 9, 9), (30, 20))}}
+                ],
+            }
+        ],
+    )
+    engine = ScriptedEngine.instances[0]
+    image = engine.requests[-1].messages[0].parts[0].image  # type: ignore[union-attr]
+    assert (image.width, image.height) == (30, 20)
+    assert image.rgb[:3] == bytes([9, 9, 9])
+
+
+def test_streaming_chunks_end_with_usage_and_done(client: TestClient, keys: Keys) -> None:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        headers=auth(keys.api_key),
+        json={
+            "model": "gemma-3-demo",
+            "messages": [{"role": "user", "content": "one two three"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "echo: one two three"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+
+
+def test_max_tokens_stops_with_length(client: TestClient, keys: Keys) -> None:
+    body = _chat(client, keys.api_key, max_completion_tokens=2).json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 2
+
+
+def test_unknown_fields_are_ignored(client: TestClient, keys: Keys) -> None:
+    response = _chat(client, keys.api_key, logit_bias={"1": 2}, some_future_field=True)
+    assert response.status_code == 200
+
+
+def test_parameters_reach_the_engine(client: TestClient, keys: Keys) -> None:
+    _chat(
+        client,
+        keys.api_key,
+        temperature=0,
+        top_p=0.5,
+        seed=7,
+        stop="x",
+        max_tokens=5,
+        response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+    )
+    request = ScriptedEngine.instances[0].requests[-1]
+    assert request.sampling.temperature == 0
+    assert request.sampling.top_p == 0.5
+    assert request.sampling.seed == 7
+    assert request.sampling.stop == ("x",)
+    assert request.sampling.max_tokens == 5
+    assert request.response_format.kind == "json_schema"
+    assert request.response_format.schema == {"type": "object"}
+
+
+def test_branch_in_uri_selects_its_engine(client: TestClient, keys: Keys) -> None:
+    response = _chat(client, keys.api_key, model=f"gpt://{keys.folder_id}/gemma-3-demo/rc")
+    assert response.status_code == 200
+    assert response.json()["model"].endswith("/gemma-3-demo/rc")
+
+
+def test_models_lists_folder_uris(client: TestClient, keys: Keys) -> None:
+    response = client.get("/v1/models", headers=auth(keys.api_key))
+    assert response.status_code == 200
+    ids = {m["id"] for m in response.json()["data"]}
+    assert f"gpt://{keys.folder_id}/gemma-3-demo/latest" in ids
+    assert f"gpt://{keys.folder_id}/gemma-3-demo/rc" in ids
+    assert response.json()["object"] == "list"
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ok"
+
+
+def test_folder_concurrency_quota_gives_429(client: TestClient, keys: Keys) -> None:
+    quotas = client.app.state.services.chat._quotas
+    for _ in range(quotas.limit):
+        quotas.acquire(keys.folder_id)
+    response = _chat(client, keys.api_key)
+    assert response.status_code == 429
+    assert response.headers["retry-after"]
+    assert "generations in flight" in response.json()["error"]["message"]

@@ -1,0 +1,100 @@
+"""Shared fixtures: settings on a temporary home, the demo model, keys, an in-process app."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from fovea.app import create_app
+from fovea.iam.service import IamService
+from fovea.modelgen.demo import DemoModelFiles, prepare_demo_model
+from fovea.settings import Settings
+from fovea.store.database import Database
+from tests.fakes import ScriptedEngine
+
+FAKE_CATALOG = """
+[[deployments]]
+name = "gemma-3-demo"
+context_length = 4096
+max_images = 4
+max_output_tokens = 64
+default_max_tokens = 32
+
+[deployments.branches.latest]
+model = "fake/model.gguf"
+mmproj = "fake/mmproj.gguf"
+
+[deployments.branches.rc]
+model = "fake/model-rc.gguf"
+mmproj = "fake/mmproj.gguf"
+
+[[deployments]]
+name = "text-only"
+[deployments.branches.latest]
+model = "fake/text.gguf"
+"""
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory: pytest.TempPathFactory) -> DemoModelFiles:
+    """The real demo model (Gemma 3 270M + random projector), built once per test session."""
+    return prepare_demo_model(tmp_path_factory.mktemp("models"))
+
+
+@dataclass
+class Keys:
+    """A folder with a chat user's key, plus helpers to make other principals."""
+
+    database: Database
+    iam: IamService
+    folder_id: str
+    service_account_id: str
+    api_key: str
+
+
+def make_keys(settings: Settings) -> Keys:
+    database = Database(settings.sqlalchemy_url)
+    database.migrate()
+    iam = IamService(database)
+    folder, account, key = iam.bootstrap()
+    return Keys(database, iam, folder.id, account.id, key.secret)
+
+
+@pytest.fixture
+def fake_settings(tmp_path: Path) -> Settings:
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(FAKE_CATALOG)
+    return Settings(home=tmp_path, catalog=catalog, max_request_bytes=2_000_000)
+
+
+@pytest.fixture
+def client(fake_settings: Settings) -> Iterator[TestClient]:
+    """The real app (real IAM, media, SQLite) on a scripted engine."""
+    ScriptedEngine.instances.clear()
+    app = create_app(fake_settings, engine_factory=ScriptedEngine)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def keys(client: TestClient, fake_settings: Settings) -> Iterator[Keys]:
+    made = make_keys(fake_settings)
+    yield made
+    made.database.dispose()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def png_data_url(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

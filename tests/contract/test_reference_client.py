@@ -1,0 +1,206 @@
+"""The reference client from product.md against a real ``fovea serve`` process.
+
+The server runs the real demo model (Gemma 3 270M + random projector) under two catalog names:
+``gemma-3-demo`` and ``gemma-3-27b-it`` (small files: a real model name is only configuration).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from fovea.modelgen.demo import DemoModelFiles
+from fovea.settings import Settings
+from tests.conftest import make_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ROOT / "examples" / "images"
+
+# The shipped catalog (gemma-3-demo) plus a deployment under a real model's name.
+EXTRA_DEPLOYMENT = """
+[[deployments]]
+name = "gemma-3-27b-it"
+chat_template = "gemma3"
+context_length = 2048
+max_images = 4
+default_max_tokens = 24
+preload = false
+[deployments.branches.latest]
+model = "{model}"
+mmproj = "{mmproj}"
+"""
+
+
+@dataclass
+class Server:
+    base_url: str
+    folder_id: str
+    api_key: str
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fovea serve exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"fovea serve never became ready:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("home")
+    (home / "models").mkdir()
+    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    catalog = home / "models.toml"
+    shipped = (ROOT / "fovea" / "default_models.toml").read_text()
+    extra = EXTRA_DEPLOYMENT.format(model=demo_model.model, mmproj=demo_model.mmproj)
+    catalog.write_text(shipped + extra)
+    keys = make_keys(Settings(home=home))
+    keys.database.dispose()
+    port = _free_port()
+    env = {**os.environ, "FOVEA_HOME": str(home), "FOVEA_CATALOG": str(catalog), "FOVEA_PORT": str(port)}
+    log = home / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fovea.cli.main", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process, log)
+        yield Server(f"{base}/v1", keys.folder_id, keys.api_key, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _image(name: str) -> str:
+    return base64.b64encode((IMAGES / name).read_bytes()).decode()
+
+
+def _reference_messages(question: str = "Compare these two pictures") -> list[dict[str, object]]:
+    # As the cloud's own program: PNG files labelled image/jpeg.
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": question},
+                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{_image('sunset.png')}"}},
+                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{_image('house.png')}"}},
+            ],
+        }
+    ]
+
+
+@pytest.mark.parametrize("model_name", ["gemma-3-27b-it", "gemma-3-demo"])
+def test_reference_client_gets_an_answer(server: Server, model_name: str) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+    response = client.chat.completions.create(
+        model=f"gpt://{server.folder_id}/{model_name}",
+        messages=_reference_messages(),  # type: ignore[arg-type]
+    )
+    assert response.choices[0].message.content
+    assert response.choices[0].finish_reason in ("stop", "length")
+    assert response.model == f"gpt://{server.folder_id}/{model_name}/latest"
+    usage = response.usage
+    assert usage is not None
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.image_tokens == 32  # two images, 16 tokens each
+    assert usage.prompt_tokens > 32
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_reference_client_streams(server: Server) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+    stream = client.chat.completions.create(
+        model="gemma-3-demo",
+        messages=_reference_messages(),  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=12,
+        temperature=0,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish in (["stop"], ["length"])
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens <= 12
+    plain = client.chat.completions.create(
+        model="gemma-3-demo", messages=_reference_messages(), max_tokens=12, temperature=0  # type: ignore[arg-type]
+    )
+    assert text == plain.choices[0].message.content  # greedy: streaming and not give the same text
+
+
+def test_json_schema_output_parses(server: Server) -> None:
+    import json
+
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+    schema = {
+        "type": "object",
+        "properties": {"color": {"type": "string", "enum": ["red", "green", "blue"]}, "count": {"type": "integer"}},
+        "required": ["color", "count"],
+    }
+    response = client.chat.completions.create(
+        model="gemma-3-demo",
+        messages=[{"role": "user", "content": "Describe the picture as JSON"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "pic", "schema": schema}},
+        max_tokens=60,
+        temperature=0,
+    )
+    value = json.loads(response.choices[0].message.content or "")
+    assert value["color"] in ("red", "green", "blue")
+    assert isinstance(value["count"], int)
+
+
+def test_openai_client_sees_typed_errors(server: Server) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model="gemma-3-demo",
+            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}],
+        )
+    assert "messages[0].content[0]" in str(bad.value)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(api_key="fva.nope.nope", base_url=server.base_url, max_retries=0).models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
+
+
+def test_models_endpoint_says_demo_vision_is_random(server: Server) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+    models = {m.id: m for m in client.models.list()}
+    demo = models[f"gpt://{server.folder_id}/gemma-3-demo/latest"]
+    assert "RANDOM" in (demo.model_extra or {}).get("description", "")
+
+
+def test_context_overflow_is_a_400(server: Server) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(
+            model="gemma-3-demo", messages=[{"role": "user", "content": "word " * 5000}]
+        )
+    assert "maximum context length is 4096" in str(exc.value)
