@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from anyio import to_thread
 
-from fovea.errors import FolderMismatchError
-from fovea.iam.service import IamService
+from fovea.errors import AuthenticationError, FolderMismatchError
 from fovea.iam.roles import Permission
+from fovea.iam.service import UNKNOWN_KEY_MESSAGE, IamService
 from fovea.iam.types import Principal
 
 FOLDER_MISMATCH = "Specified folder ID does not match with service account"
