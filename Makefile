@@ -40,6 +40,7 @@ lint: install-test
 	$(BIN)/mypy
 
 bench: install-test
+	$(PIP) install $(PIP_FLAGS) -e '.[test,bench]'
 	$(BIN)/python bench/chat_overhead.py
 
 clean:
