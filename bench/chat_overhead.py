@@ -48,23 +48,29 @@ class Sample:
         return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
 
 
-def scenarios() -> dict[str, list[dict[str, object]]]:
-    def url(name: str) -> str:
-        return "data:image/jpeg;base64," + base64.b64encode((IMAGES / name).read_bytes()).decode()
+SCENARIOS = ("text", "two images")
 
-    return {
-        "text": [{"role": "user", "content": "Write a short story about a lighthouse keeper."}],
-        "two images": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "Compare these two pictures"},
-                    {"type": "image_url", "image_url": {"url": url("sunset.png")}},
-                    {"type": "image_url", "image_url": {"url": url("house.png")}},
-                ],
-            }
-        ],
-    }
+
+def scenario(name: str, take: int) -> list[dict[str, object]]:
+    """The request; ``take`` varies the text so no system can answer from a prompt cache."""
+
+    def url(image: str) -> str:
+        return "data:image/jpeg;base64," + base64.b64encode((IMAGES / image).read_bytes()).decode()
+
+    if name == "text":
+        return [
+            {"role": "user", "content": f"Write a short story about lighthouse keeper #{take}."}
+        ]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": f"Compare these two pictures (take {take})"},
+                {"type": "image_url", "image_url": {"url": url("sunset.png")}},
+                {"type": "image_url", "image_url": {"url": url("house.png")}},
+            ],
+        }
+    ]
 
 
 def templated_model(files: DemoModelFiles) -> Path:
@@ -75,7 +81,14 @@ def templated_model(files: DemoModelFiles) -> Path:
 
         partial = target.with_suffix(".partial")
         argv = sys.argv
-        sys.argv = ["gguf_new_metadata", str(files.model), str(partial), "--chat-template", GEMMA3_TEMPLATE, "--force"]
+        sys.argv = [
+            "gguf_new_metadata",
+            str(files.model),
+            str(partial),
+            "--chat-template",
+            GEMMA3_TEMPLATE,
+            "--force",
+        ]
         try:
             gguf_new_metadata.main()
         finally:
@@ -84,11 +97,12 @@ def templated_model(files: DemoModelFiles) -> Path:
     return target
 
 
-def timed(chunks: Iterator[str]) -> Sample:
+def timed(request: Callable[[], Iterator[str]]) -> Sample:
+    """Time from sending the request (prompt processing included) to each content token."""
     start = time.perf_counter()
     first = last = None
     tokens = 0
-    for _ in chunks:
+    for _ in request():
         now = time.perf_counter()
         first = first or now
         last = now
@@ -101,7 +115,9 @@ def timed(chunks: Iterator[str]) -> Sample:
 # -- the three systems ------------------------------------------------------------------------
 
 
-def direct_runner(model: Path, mmproj: Path, max_tokens: int) -> tuple[Callable[[list[dict[str, object]]], Sample], Callable[[], None]]:
+def direct_runner(
+    model: Path, mmproj: Path, max_tokens: int
+) -> tuple[Callable[[list[dict[str, object]]], Sample], Callable[[], None]]:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import MTMDChatHandler
 
@@ -114,27 +130,37 @@ def direct_runner(model: Path, mmproj: Path, max_tokens: int) -> tuple[Callable[
         verbose=False,
     )
 
-    def run(messages: list[dict[str, object]]) -> Sample:
+    def chunks(messages: list[dict[str, object]]) -> Iterator[str]:
         stream = llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]
             stream=True,
             temperature=0.0,
             max_tokens=max_tokens,
         )
-        return timed(
-            c["choices"][0]["delta"]["content"]  # type: ignore[index]
-            for c in stream
-            if c["choices"] and c["choices"][0]["delta"].get("content")  # type: ignore[index, union-attr]
-        )
+        for chunk in stream:
+            delta = chunk["choices"][0]["delta"] if chunk["choices"] else {}  # type: ignore[index]
+            if delta.get("content"):  # type: ignore[union-attr]
+                yield delta["content"]  # type: ignore[index, typeddict-item]
+
+    def run(messages: list[dict[str, object]]) -> Sample:
+        return timed(lambda: chunks(messages))
 
     return run, llm.close
 
 
-def http_runner(url: str, model: str, max_tokens: int, headers: dict[str, str]) -> Callable[[list[dict[str, object]]], Sample]:
+def http_runner(
+    url: str, model: str, max_tokens: int, headers: dict[str, str]
+) -> Callable[[list[dict[str, object]]], Sample]:
     client = httpx.Client(timeout=300)
 
     def chunks(messages: list[dict[str, object]]) -> Iterator[str]:
-        body = {"model": model, "messages": messages, "stream": True, "temperature": 0.0, "max_tokens": max_tokens}
+        body = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "temperature": 0.0,
+            "max_tokens": max_tokens,
+        }
         with client.stream("POST", url, json=body, headers=headers) as response:
             response.raise_for_status()
             for line in response.iter_lines():
@@ -144,7 +170,7 @@ def http_runner(url: str, model: str, max_tokens: int, headers: dict[str, str]) 
                 if event.get("choices") and event["choices"][0]["delta"].get("content"):
                     yield event["choices"][0]["delta"]["content"]
 
-    return lambda messages: timed(chunks(messages))
+    return lambda messages: timed(lambda: chunks(messages))
 
 
 def free_port() -> int:
@@ -153,7 +179,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str], env: dict[str, str], ready_url: str, log: Path
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
@@ -170,7 +198,9 @@ def start(command: list[str], env: dict[str, str], ready_url: str, log: Path) ->
     raise RuntimeError(f"{command[:3]} never became ready")
 
 
-def start_fovea(model: Path, mmproj: Path, home: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+def start_fovea(
+    model: Path, mmproj: Path, home: Path
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     from fovea.iam.service import IamService
     from fovea.settings import Settings
     from fovea.store.database import Database
@@ -185,19 +215,57 @@ def start_fovea(model: Path, mmproj: Path, home: Path) -> tuple[subprocess.Popen
     _, _, key = IamService(database).bootstrap()
     database.dispose()
     port = free_port()
-    env = {**os.environ, "FOVEA_HOME": str(home), "FOVEA_CATALOG": str(catalog), "FOVEA_PORT": str(port), "FOVEA_LOG_LEVEL": "warning"}
-    process = start([sys.executable, "-m", "fovea.cli.main", "serve"], env, f"http://127.0.0.1:{port}/readyz", home / "fovea.log")
-    return process, f"http://127.0.0.1:{port}/v1/chat/completions", {"Authorization": f"Bearer {key.secret}"}
+    env = {
+        **os.environ,
+        "FOVEA_HOME": str(home),
+        "FOVEA_CATALOG": str(catalog),
+        "FOVEA_PORT": str(port),
+        "FOVEA_LOG_LEVEL": "warning",
+    }
+    process = start(
+        [sys.executable, "-m", "fovea.cli.main", "serve"],
+        env,
+        f"http://127.0.0.1:{port}/readyz",
+        home / "fovea.log",
+    )
+    return (
+        process,
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        {"Authorization": f"Bearer {key.secret}"},
+    )
 
 
-def start_llama_cpp_server(model: Path, mmproj: Path, home: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_llama_cpp_server(
+    model: Path, mmproj: Path, home: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--clip_model_path", str(mmproj),
-        "--chat_format", "mtmd", "--n_ctx", "4096", "--n_threads", "2", "--flash_attn", "true",
-        "--port", str(port), "--verbose", "false",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--clip_model_path",
+        str(mmproj),
+        "--chat_format",
+        "mtmd",
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "2",
+        "--flash_attn",
+        "true",
+        "--port",
+        str(port),
+        "--verbose",
+        "false",
     ]
-    process = start(command, dict(os.environ), f"http://127.0.0.1:{port}/v1/models", home / "llama_cpp_server.log")
+    process = start(
+        command,
+        dict(os.environ),
+        f"http://127.0.0.1:{port}/v1/models",
+        home / "llama_cpp_server.log",
+    )
     return process, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
@@ -206,14 +274,16 @@ def start_llama_cpp_server(model: Path, mmproj: Path, home: Path) -> tuple[subpr
 
 def measure(run: Callable[[list[dict[str, object]]], Sample], runs: int) -> dict[str, list[Sample]]:
     results: dict[str, list[Sample]] = {}
-    for name, messages in scenarios().items():
-        run(messages)  # warm-up
-        results[name] = [run(messages) for _ in range(runs)]
+    for name in SCENARIOS:
+        run(scenario(name, 0))  # warm-up
+        results[name] = [run(scenario(name, take)) for take in range(1, runs + 1)]
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
@@ -230,13 +300,17 @@ def main() -> None:
         home = Path(tmp)
         fovea, url, headers = start_fovea(model, files.mmproj, home)
         try:
-            results["Fovea (HTTP, streaming)"] = measure(http_runner(url, "gemma-3-demo", args.max_tokens, headers), args.runs)
+            results["Fovea (HTTP, streaming)"] = measure(
+                http_runner(url, "gemma-3-demo", args.max_tokens, headers), args.runs
+            )
         finally:
             fovea.terminate()
             fovea.wait(30)
         server, url = start_llama_cpp_server(model, files.mmproj, home)
         try:
-            results["llama_cpp.server (HTTP, streaming)"] = measure(http_runner(url, "x", args.max_tokens, {}), args.runs)
+            results["llama_cpp.server (HTTP, streaming)"] = measure(
+                http_runner(url, "x", args.max_tokens, {}), args.runs
+            )
         finally:
             server.terminate()
             server.wait(30)
@@ -251,16 +325,16 @@ def report(results: dict[str, dict[str, list[Sample]]], args: argparse.Namespace
         "| request | system | TTFT ms | decode tok/s | tokens | TTFT vs direct | tok/s vs direct |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for scenario in scenarios():
-        base_ttft = statistics.median(s.ttft_s for s in baseline[scenario])
-        base_rate = statistics.median(s.tokens_per_s for s in baseline[scenario])
+    for name in SCENARIOS:
+        base_ttft = statistics.median(s.ttft_s for s in baseline[name])
+        base_rate = statistics.median(s.tokens_per_s for s in baseline[name])
         for system, by_scenario in results.items():
-            samples = by_scenario[scenario]
+            samples = by_scenario[name]
             ttft = statistics.median(s.ttft_s for s in samples)
             rate = statistics.median(s.tokens_per_s for s in samples)
             tokens = statistics.median(s.tokens for s in samples)
             lines.append(
-                f"| {scenario} | {system} | {ttft * 1000:.0f} | {rate:.1f} | {tokens:.0f} | "
+                f"| {name} | {system} | {ttft * 1000:.0f} | {rate:.1f} | {tokens:.0f} | "
                 f"{(ttft / base_ttft - 1) * 100:+.1f}% | {(rate / base_rate - 1) * 100:+.1f}% |"
             )
     return "\n".join(lines)
