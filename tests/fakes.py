@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fovea.engine.base import EngineState
 from fovea.engine.types import (
     Capabilities,
+    EngineStats,
     GenerationChunk,
     GenerationRequest,
     ImagePart,
@@ -37,8 +38,7 @@ class ScriptedEngine:
         self.delay_s = 0.0
         self.load_gate: asyncio.Event | None = None
         self.requests: list[GenerationRequest] = []
-        self.cancelled = 0
-        self.completed = 0
+        self.stats = EngineStats()
         self._state: EngineState = "stopped"
         ScriptedEngine.instances.append(self)
 
@@ -68,7 +68,7 @@ class ScriptedEngine:
                     await asyncio.sleep(self.delay_s)
                 yield GenerationChunk(word if index == 0 else " " + word)
             finished = True
-            self.completed += 1
+            self.stats.completed += 1
             yield GenerationChunk(
                 "",
                 finish_reason="stop" if len(words) <= limit else "length",
@@ -80,7 +80,7 @@ class ScriptedEngine:
             )
         finally:
             if not finished:
-                self.cancelled += 1
+                self.stats.cancelled += 1
 
     async def aclose(self) -> None:
         self._state = "stopped"

@@ -20,15 +20,16 @@ async def create_chat_completion(
     principal: PrincipalDep,
     header_folder: HeaderFolderDep,
 ) -> Response:
-    run = await services.chat.start(principal, body, header_folder)
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            sse_events(run.chunks(include_usage=include_usage)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+    # A client that leaves while its prompt is processed or its answer generated stops the work.
     try:
+        run = await cancel_on_disconnect(request, services.chat.start(principal, body, header_folder))
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(
+                sse_events(run.chunks(include_usage=include_usage)),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         completion = await cancel_on_disconnect(request, run.collect())
     except ClientDisconnected:
         return Response(status_code=499)

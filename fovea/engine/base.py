@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Literal, Protocol
 
-from fovea.engine.types import Capabilities, GenerationChunk, GenerationRequest
+from fovea.engine.types import Capabilities, EngineStats, GenerationChunk, GenerationRequest
 
 EngineState = Literal["stopped", "loading", "ready", "failed"]
 
@@ -19,6 +19,7 @@ class Engine(Protocol):
     """
 
     capabilities: Capabilities
+    stats: EngineStats
 
     @property
     def state(self) -> EngineState: ...

@@ -16,20 +16,12 @@ from dataclasses import dataclass, field
 
 from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
-from fovea.engine.types import Capabilities, GenerationChunk, GenerationRequest
+from fovea.engine.types import Capabilities, EngineStats, GenerationChunk, GenerationRequest
 from fovea.errors import EngineError, FoveaError, ModelNotReadyError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LlamaCppConfig", "LlamaCppEngine"]
-
-
-@dataclass
-class EngineStats:
-    """Counters since start: requests finished, and requests stopped because the caller left."""
-
-    completed: int = 0
-    cancelled: int = 0
 
 
 @dataclass

@@ -265,7 +265,7 @@ class LlamaModel:
         n_generated, finish = 0, "length"
         while n_generated < max_tokens and not cancelled.is_set():
             token = llm._sampler.sample(llm._ctx, -1)
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 finish = "stop"
                 break
             n_generated += 1

@@ -47,6 +47,8 @@ class SamplingParams:
     seed: int | None = None
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    # vLLM's extension: keep generating past end-of-sequence (benchmarks, load tests).
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +98,11 @@ class Capabilities:
     json_schema: bool = True
     tools: bool = False
     max_n: int = 1
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters since start: requests finished, and requests stopped because the caller left."""
+
+    completed: int = 0
+    cancelled: int = 0

@@ -81,6 +81,7 @@ class ChatCompletionRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+    ignore_eos: bool = False  # vLLM's extension
 
     @field_validator("stop")
     @classmethod

@@ -31,6 +31,8 @@ class EngineStatus(BaseModel):
     branch: str
     state: str
     error: str | None = None
+    completed: int = 0
+    cancelled: int = 0
 
 
 class HealthStatus(BaseModel):

@@ -197,6 +197,7 @@ class ChatService:
             seed=body.seed,
             frequency_penalty=body.frequency_penalty,
             presence_penalty=body.presence_penalty,
+            ignore_eos=body.ignore_eos,
         )
         return GenerationRequest(
             request_id=uuid.uuid4().hex,

@@ -44,7 +44,14 @@ class ModelsService:
 
     def health(self) -> HealthStatus:
         engines = [
-            EngineStatus(model=key.model, branch=key.branch, state=e.state, error=e.failure)
+            EngineStatus(
+                model=key.model,
+                branch=key.branch,
+                state=e.state,
+                error=e.failure,
+                completed=e.stats.completed,
+                cancelled=e.stats.cancelled,
+            )
             for key, e in self._engines.states().items()
         ]
         states = {e.state for e in engines}

@@ -204,3 +204,36 @@ def test_context_overflow_is_a_400(server: Server) -> None:
             model="gemma-3-demo", messages=[{"role": "user", "content": "word " * 5000}]
         )
     assert "maximum context length is 4096" in str(exc.value)
+
+
+def _cancelled(server: Server) -> int:
+    health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz").json()
+    return sum(e["cancelled"] for e in health["engines"] if e["model"] == "gemma-3-demo")
+
+
+def _wait_for_cancelled(server: Server, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while _cancelled(server) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _cancelled(server) == count
+
+
+def test_a_client_that_leaves_frees_the_model(server: Server) -> None:
+    body = {
+        "model": "gemma-3-demo",
+        "messages": [{"role": "user", "content": "Count: 1, 2, 3,"}],
+        "max_tokens": 1000,
+        "ignore_eos": True,
+    }
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    url = f"{server.base_url}/chat/completions"
+    before = _cancelled(server)
+    with httpx.stream("POST", url, json={**body, "stream": True}, headers=headers) as response:
+        assert next(response.iter_lines()).startswith("data: ")
+    _wait_for_cancelled(server, before + 1)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=body, headers=headers, timeout=httpx.Timeout(10, read=1.0))
+    _wait_for_cancelled(server, before + 2)
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+    answer = client.chat.completions.create(model="gemma-3-demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert answer.choices[0].message.content is not None
