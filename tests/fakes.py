@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import ClassVar
 
 from fovea.engine.base import EngineState
 from fovea.engine.types import (
@@ -26,7 +27,7 @@ class ScriptedEngine:
     ``delay_s`` slows each word so tests can disconnect or overlap requests mid-generation.
     """
 
-    instances: list[ScriptedEngine] = []
+    instances: ClassVar[list[ScriptedEngine]] = []
 
     def __init__(self, deployment: DeploymentConfig, files: BranchFiles) -> None:
         self.capabilities = Capabilities(
@@ -56,7 +57,7 @@ class ScriptedEngine:
             await self.load_gate.wait()
         self._state = "ready"
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         self.requests.append(request)
         words = _answer(request).split(" ")
         limit = request.sampling.max_tokens or request.default_max_tokens
@@ -89,6 +90,8 @@ class ScriptedEngine:
 def _answer(request: GenerationRequest) -> str:
     last_user = next(m for m in reversed(request.messages) if m.role == "user")
     text = " ".join(p.text for p in last_user.parts if isinstance(p, TextPart)).strip()
-    digests = [p.image.digest[:8] for m in request.messages for p in m.parts if isinstance(p, ImagePart)]
+    digests = [
+        p.image.digest[:8] for m in request.messages for p in m.parts if isinstance(p, ImagePart)
+    ]
     answer = f"echo: {text or '(no text)'}"
     return answer + (f" images: {','.join(digests)}" if digests else "")

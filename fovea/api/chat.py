@@ -22,7 +22,9 @@ async def create_chat_completion(
 ) -> Response:
     # A client that leaves while its prompt is processed or its answer generated stops the work.
     try:
-        run = await cancel_on_disconnect(request, services.chat.start(principal, body, header_folder))
+        run = await cancel_on_disconnect(
+            request, services.chat.start(principal, body, header_folder)
+        )
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing, suppress
 from typing import TypeVar
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def sse_events(items: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
+async def sse_events(items: AsyncGenerator[BaseModel, None]) -> AsyncIterator[str]:
     """``data: <json>`` events, then ``data: [DONE]``; a failure mid-stream is one error event."""
     try:
         async with aclosing(items) as stream:

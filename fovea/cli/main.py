@@ -8,7 +8,9 @@ from fovea.cli.iam import iam_app
 from fovea.cli.models import models_app
 from fovea.cli.serve import serve
 
-app = typer.Typer(help="Fovea: a self-hosted AI Studio for vision-language models.", no_args_is_help=True)
+app = typer.Typer(
+    help="Fovea: a self-hosted AI Studio for vision-language models.", no_args_is_help=True
+)
 app.add_typer(iam_app, name="iam", help="Folders, service accounts, roles and API keys.")
 app.add_typer(models_app, name="models", help="The model catalog and the demo model.")
 app.command()(serve)

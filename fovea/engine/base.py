@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Literal, Protocol
 
 from fovea.engine.types import Capabilities, EngineStats, GenerationChunk, GenerationRequest
@@ -30,6 +30,6 @@ class Engine(Protocol):
     async def start(self) -> None:
         """Load the model; returns when it is ready, raises ModelNotReadyError if it failed."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]: ...
 
     async def aclose(self) -> None: ...

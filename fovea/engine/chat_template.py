@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from fovea.engine.types import ImagePart, Message, TextPart
+from fovea.engine.types import Message, TextPart
 from fovea.errors import InvalidRequestError
 
 # Gemma 3's official template (instruction-tuned models), as in its tokenizer_config.json.
@@ -157,7 +157,9 @@ def _template_messages(messages: tuple[Message, ...], marker: str) -> list[dict[
     for message in normalize_roles(messages):
         # System text is a plain string: templates read only the first part of a system list.
         if message.role == "system" or all(isinstance(p, TextPart) for p in message.parts):
-            content: Any = "".join(p.text if isinstance(p, TextPart) else marker for p in message.parts)
+            content: Any = "".join(
+                p.text if isinstance(p, TextPart) else marker for p in message.parts
+            )
         else:
             content = [
                 {"type": "text", "text": p.text if isinstance(p, TextPart) else marker}

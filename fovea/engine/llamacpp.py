@@ -11,7 +11,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from fovea.engine.base import EngineState
@@ -71,7 +71,7 @@ class LlamaCppEngine:
             self._thread.start()
         await asyncio.shield(self._loaded)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         if self._state != "ready":
             raise ModelNotReadyError(
                 f"Model {self.config.name} is not ready ({self._state})",

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
@@ -173,7 +174,7 @@ class LlamaModel:
                 mtmd.mtmd_bitmap_free(bitmap)
         return _measure(chunks)
 
-    def _mtmd_tokenize(self, text: str, bitmaps: list[object], add_special: bool) -> object:
+    def _mtmd_tokenize(self, text: str, bitmaps: list[Any], add_special: bool) -> object:
         encoded = text.encode("utf-8")
         input_text = mtmd.mtmd_input_text()
         input_text.text = encoded
@@ -182,7 +183,9 @@ class LlamaModel:
         input_text.parse_special = True
         chunks = mtmd.mtmd_input_chunks_init()
         array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-        result = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(input_text), array, len(bitmaps))
+        result = mtmd.mtmd_tokenize(
+            self._mtmd, chunks, ctypes.byref(input_text), array, len(bitmaps)
+        )
         if result != 0:
             mtmd.mtmd_input_chunks_free(chunks)
             raise InvalidRequestError(
@@ -252,7 +255,7 @@ class LlamaModel:
     ) -> Iterator[GenerationChunk]:
         llm, params = self._llm, request.sampling
         llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        llm._sampler = llm._init_sampler(
+        sampler = llm._sampler = llm._init_sampler(
             temp=params.temperature,
             top_p=params.top_p,
             top_k=0,
@@ -264,7 +267,7 @@ class LlamaModel:
         decoder, stops = TokenTextDecoder(), StopFilter(params.stop)
         n_generated, finish = 0, "length"
         while n_generated < max_tokens and not cancelled.is_set():
-            token = llm._sampler.sample(llm._ctx, -1)
+            token = sampler.sample(llm._ctx, -1)
             if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(self._vocab, token):
                 finish = "stop"
                 break
@@ -285,7 +288,6 @@ class LlamaModel:
             image_tokens=prompt.n_image_tokens,
         )
         yield GenerationChunk(tail, finish_reason=finish, usage=usage)  # type: ignore[arg-type]
-
 
     def _token_bytes(self, token: int) -> bytes:
         buffer = self._piece_buffer

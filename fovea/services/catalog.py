@@ -9,7 +9,9 @@ from fovea.errors import ModelNotFoundError, ModelUriError
 from fovea.settings import BRANCHES, BranchFiles, CatalogConfig, DeploymentConfig
 
 _NAME = r"[a-z0-9][a-z0-9._-]{0,62}"
-_URI = re.compile(rf"^gpt://(?P<folder>[a-z0-9]{{1,50}})/(?P<name>{_NAME})(?:/(?P<branch>[a-z]+))?/?$")
+_URI = re.compile(
+    rf"^gpt://(?P<folder>[a-z0-9]{{1,50}})/(?P<name>{_NAME})(?:/(?P<branch>[a-z]+))?/?$"
+)
 _PLAIN = re.compile(rf"^(?P<name>{_NAME})(?:/(?P<branch>[a-z]+))?/?$")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -50,7 +50,7 @@ class ChatRun:
         *,
         model_uri: str,
         first: GenerationChunk,
-        rest: AsyncIterator[GenerationChunk],
+        rest: AsyncGenerator[GenerationChunk, None],
         release: _Release,
     ) -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -60,7 +60,7 @@ class ChatRun:
         self._rest = rest
         self._release = release
 
-    async def _all(self) -> AsyncIterator[GenerationChunk]:
+    async def _all(self) -> AsyncGenerator[GenerationChunk, None]:
         try:
             yield self._first
             if self._first.finish_reason is None:
@@ -90,7 +90,9 @@ class ChatRun:
             usage=_usage(last),
         )
 
-    async def chunks(self, *, include_usage: bool) -> AsyncIterator[wire.ChatCompletionChunk]:
+    async def chunks(
+        self, *, include_usage: bool
+    ) -> AsyncGenerator[wire.ChatCompletionChunk, None]:
         """OpenAI's chunk sequence: role, content deltas, finish reason, then usage if asked."""
         yield self._chunk(wire.ChoiceDelta(role="assistant", content=""))
         async with aclosing(self._all()) as chunks:
@@ -108,9 +110,7 @@ class ChatRun:
         self, delta: wire.ChoiceDelta | None, finish_reason: str | None = None
     ) -> wire.ChatCompletionChunk:
         choices = (
-            []
-            if delta is None
-            else [wire.ChunkChoice(delta=delta, finish_reason=finish_reason)]  # type: ignore[arg-type]
+            [] if delta is None else [wire.ChunkChoice(delta=delta, finish_reason=finish_reason)]  # type: ignore[arg-type]
         )
         return wire.ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model_uri, choices=choices
@@ -219,7 +219,9 @@ class ChatService:
         result = []
         for i, message in enumerate(messages):
             parts = tuple(
-                TextPart(p.text) if isinstance(p, wire.TextContentPart) else ImagePart(next(decoded))
+                TextPart(p.text)
+                if isinstance(p, wire.TextContentPart)
+                else ImagePart(next(decoded))
                 for p in _parts(message, i)
             )
             role = "system" if message.role in ("system", "developer") else message.role

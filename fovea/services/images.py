@@ -24,7 +24,9 @@ class ImageIntake:
             decode_image_url, url, position=position, limits=self.limits, detail=detail
         )
         image: DecodedImage = await to_thread.run_sync(decode, limiter=self._limiter)
-        return ImageInput(width=image.width, height=image.height, rgb=image.rgb, digest=image.digest)
+        return ImageInput(
+            width=image.width, height=image.height, rgb=image.rgb, digest=image.digest
+        )
 
     async def decode_all(self, items: list[tuple[str, str, str]]) -> list[ImageInput]:
         """Decode ``(url, position, detail)`` triples concurrently; results keep their order."""

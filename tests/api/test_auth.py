@@ -12,7 +12,9 @@ from fovea.iam.service import IamService
 from tests.conftest import Keys, auth
 
 
-def _chat(client: TestClient, headers: dict[str, str], model: str = "gemma-3-demo") -> httpx.Response:
+def _chat(
+    client: TestClient, headers: dict[str, str], model: str = "gemma-3-demo"
+) -> httpx.Response:
     return client.post(
         "/v1/chat/completions",
         headers=headers,

@@ -19,20 +19,27 @@ def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
     """A valid 1-bit PNG of ``width`` x ``height`` zero pixels: tens of KB on the wire."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     compressor = zlib.compressobj(9)
     row = b"\x00" * (1 + (width + 7) // 8)
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def _image_message(url: str) -> list[dict[str, object]]:
     return [
         {
             "role": "user",
-            "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}],
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
         }
     ]
 
@@ -59,11 +66,19 @@ BAD_BODIES = {
     "empty messages": ({"model": "gemma-3-demo", "messages": []}, 400, "messages"),
     "messages not a list": ({"model": "gemma-3-demo", "messages": "hi"}, 400, "messages"),
     "temperature wrong type": (
-        {"model": "gemma-3-demo", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+        {
+            "model": "gemma-3-demo",
+            "messages": [{"role": "user", "content": "x"}],
+            "temperature": "hot",
+        },
         400,
         "temperature",
     ),
-    "unknown role": ({"model": "gemma-3-demo", "messages": [{"role": "robot", "content": "x"}]}, 400, "role"),
+    "unknown role": (
+        {"model": "gemma-3-demo", "messages": [{"role": "robot", "content": "x"}]},
+        400,
+        "role",
+    ),
     "missing model": ({"messages": [{"role": "user", "content": "x"}]}, 400, "model"),
     "bad model uri": (
         {"model": "gpt:/broken//", "messages": [{"role": "user", "content": "x"}]},
@@ -81,7 +96,12 @@ BAD_BODIES = {
         "does not exist",
     ),
     "non-image base64": (
-        {"model": "gemma-3-demo", "messages": _image_message("data:image/png;base64," + base64.b64encode(b"hello world, not an image").decode())},
+        {
+            "model": "gemma-3-demo",
+            "messages": _image_message(
+                "data:image/png;base64," + base64.b64encode(b"hello world, not an image").decode()
+            ),
+        },
         400,
         "messages[0].content[1]",
     ),
@@ -96,7 +116,10 @@ BAD_BODIES = {
             "messages": [
                 {
                     "role": "user",
-                    "content": [{"type": "image_url", "image_url": {"url": png_data_url((i, 0, 0))}} for i in range(5)],
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": png_data_url((i, 0, 0))}}
+                        for i in range(5)
+                    ],
                 }
             ],
         },
@@ -114,7 +137,11 @@ BAD_BODIES = {
         "n=3",
     ),
     "max_tokens over the model's cap": (
-        {"model": "gemma-3-demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 100000},
+        {
+            "model": "gemma-3-demo",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 100000,
+        },
         400,
         "max_tokens is too large",
     ),
@@ -126,7 +153,14 @@ BAD_BODIES = {
     "image in a system message": (
         {
             "model": "gemma-3-demo",
-            "messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": png_data_url((1, 1, 1))}}]}],
+            "messages": [
+                {
+                    "role": "system",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": png_data_url((1, 1, 1))}}
+                    ],
+                }
+            ],
         },
         400,
         "user messages only",
@@ -138,7 +172,14 @@ BAD_BODIES = {
 def test_bad_body_gets_clear_4xx(client: TestClient, keys: Keys, case: str) -> None:
     body, status, fragment = BAD_BODIES[case]
     _assert_error(_post(client, keys.api_key, body), status, fragment)
-    assert _post(client, keys.api_key, {"model": "gemma-3-demo", "messages": [{"role": "user", "content": "still ok"}]}).status_code == 200
+    assert (
+        _post(
+            client,
+            keys.api_key,
+            {"model": "gemma-3-demo", "messages": [{"role": "user", "content": "still ok"}]},
+        ).status_code
+        == 200
+    )
 
 
 def test_invalid_json(client: TestClient, keys: Keys) -> None:
@@ -152,15 +193,26 @@ def test_invalid_json(client: TestClient, keys: Keys) -> None:
 
 def test_decompression_bomb_is_refused(client: TestClient, keys: Keys) -> None:
     url = "data:image/png;base64," + base64.b64encode(bomb_png()).decode()
-    response = _post(client, keys.api_key, {"model": "gemma-3-demo", "messages": _image_message(url)})
+    response = _post(
+        client, keys.api_key, {"model": "gemma-3-demo", "messages": _image_message(url)}
+    )
     _assert_error(response, 400, "20000", "messages[0].content[1]")
 
 
 def test_oversized_body_gets_413(client: TestClient, keys: Keys) -> None:
     huge = "data:image/png;base64," + "A" * 3_000_000
-    response = _post(client, keys.api_key, {"model": "gemma-3-demo", "messages": _image_message(huge)})
+    response = _post(
+        client, keys.api_key, {"model": "gemma-3-demo", "messages": _image_message(huge)}
+    )
     _assert_error(response, 413, "too large")
-    assert _post(client, keys.api_key, {"model": "gemma-3-demo", "messages": [{"role": "user", "content": "ok"}]}).status_code == 200
+    assert (
+        _post(
+            client,
+            keys.api_key,
+            {"model": "gemma-3-demo", "messages": [{"role": "user", "content": "ok"}]},
+        ).status_code
+        == 200
+    )
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:

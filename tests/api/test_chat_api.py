@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-
 from fastapi.testclient import TestClient
 
 from tests.conftest import Keys, auth, png_data_url
@@ -116,7 +115,10 @@ def test_parameters_reach_the_engine(client: TestClient, keys: Keys) -> None:
         seed=7,
         stop="x",
         max_tokens=5,
-        response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "n", "schema": {"type": "object"}},
+        },
     )
     request = ScriptedEngine.instances[0].requests[-1]
     assert request.sampling.temperature == 0

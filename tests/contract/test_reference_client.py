@@ -71,7 +71,9 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
+) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("home")
     (home / "models").mkdir()
     (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
@@ -82,11 +84,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles)
     keys = make_keys(Settings(home=home))
     keys.database.dispose()
     port = _free_port()
-    env = {**os.environ, "FOVEA_HOME": str(home), "FOVEA_CATALOG": str(catalog), "FOVEA_PORT": str(port)}
+    env = {
+        **os.environ,
+        "FOVEA_HOME": str(home),
+        "FOVEA_CATALOG": str(catalog),
+        "FOVEA_PORT": str(port),
+    }
     log = home / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli.main", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "fovea.cli.main", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -108,8 +118,14 @@ def _reference_messages(question: str = "Compare these two pictures") -> list[di
             "role": "user",
             "content": [
                 {"type": "text", "text": question},
-                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{_image('sunset.png')}"}},
-                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{_image('house.png')}"}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": f"data:image/jpeg;base64,{_image('sunset.png')}"},
+                },
+                {
+                    "type": "image_url",
+                    "image_url": {"url": f"data:image/jpeg;base64,{_image('house.png')}"},
+                },
             ],
         }
     ]
@@ -145,12 +161,17 @@ def test_reference_client_streams(server: Server) -> None:
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish in (["stop"], ["length"])
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens <= 12
     plain = client.chat.completions.create(
-        model="gemma-3-demo", messages=_reference_messages(), max_tokens=12, temperature=0  # type: ignore[arg-type]
+        model="gemma-3-demo",
+        messages=_reference_messages(),
+        max_tokens=12,
+        temperature=0,  # type: ignore[arg-type]
     )
     assert text == plain.choices[0].message.content  # greedy: streaming and not give the same text
 
@@ -161,7 +182,10 @@ def test_json_schema_output_parses(server: Server) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
     schema = {
         "type": "object",
-        "properties": {"color": {"type": "string", "enum": ["red", "green", "blue"]}, "count": {"type": "integer"}},
+        "properties": {
+            "color": {"type": "string", "enum": ["red", "green", "blue"]},
+            "count": {"type": "integer"},
+        },
         "required": ["color", "count"],
     }
     response = client.chat.completions.create(
@@ -181,11 +205,23 @@ def test_openai_client_sees_typed_errors(server: Server) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(
             model="gemma-3-demo",
-            messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,aGVsbG8="},
+                        }
+                    ],
+                }
+            ],
         )
     assert "messages[0].content[0]" in str(bad.value)
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(api_key="fva.nope.nope", base_url=server.base_url, max_retries=0).models.list()
+        openai.OpenAI(
+            api_key="fva.nope.nope", base_url=server.base_url, max_retries=0
+        ).models.list()
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
 
@@ -235,5 +271,7 @@ def test_a_client_that_leaves_frees_the_model(server: Server) -> None:
         httpx.post(url, json=body, headers=headers, timeout=httpx.Timeout(10, read=1.0))
     _wait_for_cancelled(server, before + 2)
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
-    answer = client.chat.completions.create(model="gemma-3-demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    answer = client.chat.completions.create(
+        model="gemma-3-demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
     assert answer.choices[0].message.content is not None

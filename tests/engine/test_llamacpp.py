@@ -34,7 +34,9 @@ def _image(seed: int) -> ImageInput:
     return ImageInput(width=160, height=120, rgb=pixels.tobytes(), digest=str(seed))
 
 
-def _ask(*parts: TextPart | ImagePart, sampling: SamplingParams = GREEDY, **kw: object) -> GenerationRequest:
+def _ask(
+    *parts: TextPart | ImagePart, sampling: SamplingParams = GREEDY, **kw: object
+) -> GenerationRequest:
     return GenerationRequest("t", (Message("user", parts),), sampling, **kw)  # type: ignore[arg-type]
 
 
@@ -124,14 +126,21 @@ def test_prompt_over_context_is_refused(harness: Harness) -> None:
 
 
 def test_unsupported_schema_is_a_400(harness: Harness) -> None:
-    bad = ResponseFormat(kind="json_schema", schema={"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}})
+    bad = ResponseFormat(
+        kind="json_schema", schema={"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}}
+    )
     with pytest.raises(InvalidRequestError):
         harness.text(_ask(TextPart("x"), response_format=bad))
 
 
 def test_a_consumer_that_leaves_frees_the_model(harness: Harness) -> None:
     async def leave_early() -> None:
-        stream = harness.engine.generate(_ask(TextPart("Tell a long story"), sampling=SamplingParams(temperature=0.0, max_tokens=400)))
+        stream = harness.engine.generate(
+            _ask(
+                TextPart("Tell a long story"),
+                sampling=SamplingParams(temperature=0.0, max_tokens=400),
+            )
+        )
         await anext(stream)
         await stream.aclose()
 
@@ -145,12 +154,21 @@ def test_a_consumer_that_leaves_frees_the_model(harness: Harness) -> None:
 def test_text_only_model_refuses_images(demo_model: DemoModelFiles) -> None:
     async def scenario() -> None:
         engine = LlamaCppEngine(
-            LlamaCppConfig(name="text", model_path=demo_model.model, mmproj_path=None, context_length=512, chat_template="gemma3")
+            LlamaCppConfig(
+                name="text",
+                model_path=demo_model.model,
+                mmproj_path=None,
+                context_length=512,
+                chat_template="gemma3",
+            )
         )
         await engine.start()
         try:
             assert engine.capabilities.vision is False
-            assert await _text(engine, _ask(TextPart("Hello"), sampling=SamplingParams(temperature=0.0, max_tokens=4)))
+            assert await _text(
+                engine,
+                _ask(TextPart("Hello"), sampling=SamplingParams(temperature=0.0, max_tokens=4)),
+            )
             with pytest.raises(InvalidRequestError, match="does not accept images"):
                 await _text(engine, _ask(TextPart("x"), ImagePart(_image(1))))
         finally:
