@@ -44,6 +44,7 @@ class Settings(BaseSettings):
 
     max_concurrent_generations_per_folder: int = 10
     model_load_wait_s: float = 30.0
+    generation_timeout_s: float = 600.0
     preload_models: bool = True
 
     @property

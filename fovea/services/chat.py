@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -20,7 +21,7 @@ from fovea.engine.types import (
     SamplingParams,
     TextPart,
 )
-from fovea.errors import InvalidRequestError
+from fovea.errors import GenerationTimeoutError, InvalidRequestError
 from fovea.iam.apikeys import GENERATION_SCOPES
 from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ChatLimits:
     model_load_wait_s: float = 30.0
+    generation_timeout_s: float = 600.0
 
 
 class ChatRun:
@@ -52,6 +54,7 @@ class ChatRun:
         first: GenerationChunk,
         rest: AsyncGenerator[GenerationChunk, None],
         release: _Release,
+        deadline: float,
     ) -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
@@ -59,13 +62,17 @@ class ChatRun:
         self._first = first
         self._rest = rest
         self._release = release
+        self._deadline = deadline
 
     async def _all(self) -> AsyncGenerator[GenerationChunk, None]:
+        loop = asyncio.get_running_loop()
         try:
             yield self._first
             if self._first.finish_reason is None:
                 async with aclosing(self._rest) as rest:
                     async for chunk in rest:
+                        if loop.time() > self._deadline:
+                            raise _timeout()
                         yield chunk
         finally:
             self._release()
@@ -165,15 +172,24 @@ class ChatService:
         _check_capabilities(body, model, engine.capabilities, self._images)
         self._quotas.acquire(folder_id)
         release = _Release(self._quotas, folder_id)
+        deadline = asyncio.get_running_loop().time() + self._limits.generation_timeout_s
         try:
             request = await self._build_request(body, model)
             stream = engine.generate(request)
-            first = await anext(stream)
+            async with asyncio.timeout_at(deadline):
+                first = await anext(stream)
+        except TimeoutError:
+            release()
+            raise _timeout() from None
         except BaseException:
             release()
             raise
         return ChatRun(
-            model_uri=uri.canonical(folder_id), first=first, rest=stream, release=release
+            model_uri=uri.canonical(folder_id),
+            first=first,
+            rest=stream,
+            release=release,
+            deadline=deadline,
         )
 
     async def _build_request(
@@ -227,6 +243,13 @@ class ChatService:
             role = "system" if message.role in ("system", "developer") else message.role
             result.append(Message(role, parts))  # type: ignore[arg-type]
         return tuple(result)
+
+
+def _timeout() -> GenerationTimeoutError:
+    return GenerationTimeoutError(
+        "The generation took longer than this server allows (FOVEA_GENERATION_TIMEOUT_S); "
+        "ask for fewer tokens or smaller images"
+    )
 
 
 def _parts(

@@ -65,7 +65,10 @@ def build_services(
         access=access,
         images=ImageIntake(ImageLimits.from_settings(settings), settings.image_decode_threads),
         quotas=FolderConcurrency(settings.max_concurrent_generations_per_folder),
-        limits=ChatLimits(model_load_wait_s=settings.model_load_wait_s),
+        limits=ChatLimits(
+            model_load_wait_s=settings.model_load_wait_s,
+            generation_timeout_s=settings.generation_timeout_s,
+        ),
     )
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())

@@ -7,7 +7,9 @@ import json
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.conftest import Keys, auth, png_data_url
+from fovea.app import create_app
+from fovea.settings import Settings
+from tests.conftest import Keys, auth, make_keys, png_data_url
 from tests.fakes import IMAGE_TOKENS, ScriptedEngine
 
 
@@ -160,3 +162,23 @@ def test_folder_concurrency_quota_gives_429(client: TestClient, keys: Keys) -> N
     assert response.status_code == 429
     assert response.headers["retry-after"]
     assert "generations in flight" in response.json()["error"]["message"]
+
+
+def test_generation_over_the_time_limit_gets_504(fake_settings: Settings) -> None:
+    settings = fake_settings.model_copy(update={"generation_timeout_s": 0.3})
+    app = create_app(settings, engine_factory=ScriptedEngine)
+    with TestClient(app) as slow_client:
+        keys = make_keys(settings)
+        for engine in ScriptedEngine.instances:
+            engine.delay_s = 0.1
+        words = " ".join(["w"] * 20)
+        body = {"model": "gemma-3-demo", "messages": [{"role": "user", "content": words}]}
+        response = slow_client.post("/v1/chat/completions", json=body, headers=auth(keys.api_key))
+        assert response.status_code == 504
+        assert "took longer" in response.json()["error"]["message"]
+        streamed = slow_client.post(
+            "/v1/chat/completions", json={**body, "stream": True}, headers=auth(keys.api_key)
+        )
+        events = [line for line in streamed.text.splitlines() if line.startswith("data: ")]
+        assert "took longer" in events[-1]  # one error event ends the stream, no [DONE]
+        keys.database.dispose()
