@@ -66,7 +66,8 @@ def _print_bootstrap(settings: Settings) -> None:
         f"  folder id  = {folder.id}\n"
         f"  api key    = {key.secret}   (shown once; service account {account.id})\n"
         f"  model      = gpt://{folder.id}/{DEMO_MODEL_NAME}\n"
-        "Try: FOVEA_API_KEY=<key> FOVEA_FOLDER_ID=<folder id> "
+        "Try the reference client:\n"
+        f"  FOVEA_API_KEY={key.secret} FOVEA_FOLDER_ID={folder.id} "
         ".venv/bin/python examples/compare_images.py\n",
         flush=True,
     )
