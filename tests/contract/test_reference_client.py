@@ -275,3 +275,29 @@ def test_a_client_that_leaves_frees_the_model(server: Server) -> None:
         model="gemma-3-demo", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )
     assert answer.choices[0].message.content is not None
+
+
+def test_the_image_reaches_the_model(server: Server) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+
+    def answer(image: str) -> str | None:
+        url = f"data:image/png;base64,{_image(image)}"
+        response = client.chat.completions.create(
+            model="gemma-3-demo",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is in this picture?"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ],
+            max_tokens=16,
+            temperature=0,
+        )
+        return response.choices[0].message.content
+
+    sunset = answer("sunset.png")
+    assert sunset == answer("sunset.png")  # greedy: the same image, the same answer
+    assert sunset != answer("house.png")  # another image, another answer
