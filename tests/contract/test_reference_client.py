@@ -301,3 +301,29 @@ def test_the_image_reaches_the_model(server: Server) -> None:
     sunset = answer("sunset.png")
     assert sunset == answer("sunset.png")  # greedy: the same image, the same answer
     assert sunset != answer("house.png")  # another image, another answer
+
+
+def test_concurrent_streams_all_get_their_answers(server: Server) -> None:
+    # llama_cpp.server ends 3 of 4 concurrent streams with HTTP 200 and no tokens by default.
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+
+    def stream(index: int) -> tuple[str, str | None]:
+        chunks = list(
+            client.chat.completions.create(
+                model="gemma-3-demo",
+                messages=[{"role": "user", "content": f"Story number {index}:"}],
+                max_tokens=20,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        return text, chunks[-1].choices[0].finish_reason
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(stream, range(4)))
+    for text, finish in results:
+        assert text
+        assert finish == "length"
