@@ -94,6 +94,10 @@ class DeploymentConfig(BaseModel):
     n_gpu_layers: int = 0
     flash_attn: bool = True
     preload: bool = True
+    # Vision-encoder outputs kept per loaded model, so a repeated image skips the encoder.
+    image_cache_mb: int = Field(default=256, ge=0)
+    # Reuse the KV cache for a prompt's prefix shared with the previous request.
+    prefix_cache: bool = True
     branches: dict[Branch, BranchFiles]
 
     @model_validator(mode="after")

@@ -21,6 +21,8 @@ def create_engine(deployment: DeploymentConfig, files: BranchFiles) -> Engine:
                 flash_attn=deployment.flash_attn,
                 chat_template=deployment.chat_template,
                 max_images=deployment.max_images,
+                image_cache_bytes=deployment.image_cache_mb * 1024 * 1024,
+                prefix_cache=deployment.prefix_cache,
             )
         )
     raise ValueError(f"unknown backend {deployment.backend!r}")

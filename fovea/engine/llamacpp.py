@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import AsyncGenerator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from fovea.engine.base import EngineState
@@ -102,7 +103,7 @@ class LlamaCppEngine:
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            model = LlamaModel(self.config)
+            model = LlamaModel(self.config, self.stats)
         except Exception as exc:
             log.exception("loading model %s failed", self.config.name)
             self._failure = f"{type(exc).__name__}: {exc}"
@@ -123,14 +124,17 @@ class LlamaCppEngine:
                 self.stats.cancelled += 1
                 continue
             try:
-                for chunk in model.generate(job.request, job.cancelled):
-                    job.emit(chunk)
-                    if job.cancelled.is_set():
-                        break
-                if job.cancelled.is_set():
-                    self.stats.cancelled += 1
-                else:
+                finished = False
+                with closing(model.generate(job.request, job.cancelled)) as chunks:
+                    for chunk in chunks:
+                        if job.cancelled.is_set():
+                            break
+                        job.emit(chunk)
+                        finished = chunk.finish_reason is not None
+                if finished:
                     self.stats.completed += 1
+                else:
+                    self.stats.cancelled += 1
             except FoveaError as exc:
                 job.emit(exc)
             except Exception as exc:

@@ -13,19 +13,23 @@ import logging
 import os
 import random
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
+import numpy as np
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from fovea.engine.chat_template import ChatTemplate, resolve_template
+from fovea.engine.embedding_cache import EmbeddingCache
+from fovea.engine.prefix_cache import KvPrefix, Segment, Unit
 from fovea.engine.text import StopFilter, TokenTextDecoder
 from fovea.engine.types import (
+    EngineStats,
     GenerationChunk,
     GenerationRequest,
     ImageInput,
@@ -36,6 +40,8 @@ from fovea.engine.types import (
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
 
 log = logging.getLogger(__name__)
+
+_NO_CALLBACK = mtmd.mtmd_helper_post_decode_callback()  # a NULL function pointer
 
 
 @dataclass(frozen=True)
@@ -51,16 +57,23 @@ class LlamaCppConfig:
     flash_attn: bool = True
     chat_template: str | None = None
     max_images: int = 8
+    image_cache_bytes: int = 256 * 1024 * 1024
+    prefix_cache: bool = True
 
 
 @dataclass
 class _Prompt:
-    """A tokenized prompt: mtmd chunks (text and images) or, for text-only models, tokens."""
+    """A tokenized prompt: mtmd chunks (text and images) or, for text-only models, tokens.
+
+    ``units`` names every position (see ``prefix_cache``); ``segments`` maps chunks to them.
+    """
 
     chunks: object | None  # mtmd_input_chunks_p, freed by the caller
     tokens: list[int]
     n_tokens: int
     n_image_tokens: int = 0
+    units: list[Unit] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
 
     def free(self) -> None:
         if self.chunks is not None:
@@ -71,8 +84,11 @@ class _Prompt:
 class LlamaModel:
     """A loaded GGUF (plus its vision projector) and the generation loop over it."""
 
-    def __init__(self, config: LlamaCppConfig) -> None:
+    def __init__(self, config: LlamaCppConfig, stats: EngineStats | None = None) -> None:
         self.config = config
+        self.stats = stats or EngineStats()
+        self._images = EmbeddingCache(config.image_cache_bytes)
+        self._kv = KvPrefix()
         self._llm = Llama(
             str(config.model_path),
             n_ctx=config.context_length,
@@ -83,6 +99,7 @@ class LlamaModel:
             verbose=False,
         )
         self._vocab = self._llm._model.vocab
+        self._n_embd_input = llama_cpp.llama_model_n_embd_inp(self._llm.model)
         try:
             self._template = self._load_template()
             self._mtmd = self._load_mmproj() if config.mmproj_path else None
@@ -144,16 +161,18 @@ class LlamaModel:
 
     def generate(
         self, request: GenerationRequest, cancelled: threading.Event
-    ) -> Iterator[GenerationChunk]:
+    ) -> Generator[GenerationChunk, None, None]:
         """Evaluate the prompt, then yield text as it is sampled; the last chunk has usage."""
         grammar = _grammar_for(request.response_format)
         prompt = self._tokenize(request)
         try:
             max_tokens = self._max_tokens(request, prompt)
-            self._evaluate(prompt, cancelled)
+            cached = self._evaluate(prompt, cancelled)
         finally:
             prompt.free()
-        yield from self._sample(request, prompt, max_tokens, grammar, cancelled)
+        self.stats.prompt_tokens += prompt.n_tokens
+        self.stats.cached_prompt_tokens += cached
+        yield from self._sample(request, prompt, max_tokens, grammar, cancelled, cached)
 
     def _tokenize(self, request: GenerationRequest) -> _Prompt:
         images = [p.image for m in request.messages for p in m.parts if isinstance(p, ImagePart)]
@@ -165,7 +184,8 @@ class LlamaModel:
         add_special = not text.startswith(self._template.bos_token)
         if self._mtmd is None:
             tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
-            return _Prompt(chunks=None, tokens=tokens, n_tokens=len(tokens))
+            segments = [Segment(0, len(tokens), is_image=False)]
+            return _Prompt(None, tokens, len(tokens), units=list(tokens), segments=segments)
         bitmaps = [_bitmap(image) for image in images]
         try:
             chunks = self._mtmd_tokenize(text, bitmaps, add_special)
@@ -210,40 +230,73 @@ class LlamaModel:
             )
         return requested if requested is not None else min(request.default_max_tokens, room)
 
-    def _evaluate(self, prompt: _Prompt, cancelled: threading.Event) -> None:
+    def _evaluate(self, prompt: _Prompt, cancelled: threading.Event) -> int:
+        """Bring the KV cache to the prompt, reusing its common prefix; return positions reused."""
         llm = self._llm
-        llm.reset()
-        llm._ctx.kv_cache_clear()
-        if prompt.chunks is None:
-            llm.eval(prompt.tokens)
-            return
-        for index in range(mtmd.mtmd_input_chunks_size(prompt.chunks)):
+        reuse = self._kv.reusable(prompt.units, prompt.segments) if self.config.prefix_cache else 0
+        if reuse == 0 or not llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
+            reuse = 0
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+        llm.n_tokens = reuse
+        self._kv.truncate(reuse)
+        for index, segment in enumerate(prompt.segments):
+            if segment.end <= reuse:
+                continue
             if cancelled.is_set():
-                return
-            chunk = mtmd.mtmd_input_chunks_get(prompt.chunks, index)
-            if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                llm.eval(_chunk_tokens(chunk))
+                break
+            if prompt.chunks is None:
+                llm.eval(prompt.tokens[reuse:])
             else:
-                self._eval_media(chunk)
+                chunk = mtmd.mtmd_input_chunks_get(prompt.chunks, index)
+                if segment.is_image:
+                    self._eval_image(chunk)
+                else:
+                    llm.eval(_chunk_tokens(chunk)[max(0, reuse - segment.start) :])
+            self._kv.extend(prompt.units[max(reuse, segment.start) : segment.end])
+        return reuse
 
-    def _eval_media(self, chunk: object) -> None:
+    def _eval_image(self, chunk: object) -> None:
+        """Decode an image's embeddings into the context; the encoder runs only on a cache miss."""
         llm = self._llm
+        embeddings = self._image_embeddings(chunk)
         new_n_past = llama_cpp.llama_pos(0)
-        result = mtmd.mtmd_helper_eval_chunk_single(
+        result = mtmd.mtmd_helper_decode_image_chunk(
             self._mtmd,
             llm._ctx.ctx,
             chunk,
+            embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
             llama_cpp.llama_pos(llm.n_tokens),
             llama_cpp.llama_seq_id(0),
             llm.n_batch,
-            False,
             ctypes.byref(new_n_past),
+            _NO_CALLBACK,
+            None,
         )
         if result != 0:
-            raise EngineError(f"the vision encoder failed on an image (mtmd error {result})")
-        # Image positions hold no token id; mark them so no prefix match can claim them.
+            raise EngineError(f"decoding an image's embeddings failed (mtmd error {result})")
+        # Image positions hold no token id; mark them so no token-level prefix match uses them.
         llm.input_ids[llm.n_tokens : new_n_past.value] = -1
         llm.n_tokens = new_n_past.value
+
+    def _image_embeddings(self, chunk: object) -> np.ndarray:
+        key = mtmd.mtmd_input_chunk_get_id(chunk)
+        cached = self._images.get(key) if key else None
+        if cached is None:
+            if mtmd.mtmd_encode_chunk(self._mtmd, chunk) != 0:
+                raise EngineError("the vision encoder failed on an image")
+            size = mtmd.mtmd_input_chunk_get_n_tokens(chunk) * self._n_embd_input
+            output = mtmd.mtmd_get_output_embd(self._mtmd)
+            cached = np.ctypeslib.as_array(output, shape=(size,)).copy()
+            if key:
+                self._images.put(key, cached)
+        self._update_image_stats()
+        return cached
+
+    def _update_image_stats(self) -> None:
+        cache, stats = self._images.stats, self.stats
+        stats.image_cache_hits, stats.image_cache_misses = cache.hits, cache.misses
+        stats.image_cache_bytes, stats.image_cache_entries = cache.bytes, cache.entries
 
     def _sample(
         self,
@@ -252,7 +305,8 @@ class LlamaModel:
         max_tokens: int,
         grammar: LlamaGrammar | None,
         cancelled: threading.Event,
-    ) -> Iterator[GenerationChunk]:
+        cached: int,
+    ) -> Generator[GenerationChunk, None, None]:
         llm, params = self._llm, request.sampling
         llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
         sampler = llm._sampler = llm._init_sampler(
@@ -281,11 +335,13 @@ class LlamaModel:
             if llm.n_tokens >= llm.n_ctx():
                 break
             llm.eval([token])
+            self._kv.extend((token,))
         tail = "" if stops.stopped else stops.push(decoder.flush()) + stops.flush()
         usage = Usage(
             prompt_tokens=prompt.n_tokens,
             completion_tokens=n_generated,
             image_tokens=prompt.n_image_tokens,
+            cached_tokens=cached,
         )
         yield GenerationChunk(tail, finish_reason=finish, usage=usage)  # type: ignore[arg-type]
 
@@ -296,14 +352,21 @@ class LlamaModel:
 
 
 def _measure(chunks: object) -> _Prompt:
-    n_tokens = n_image_tokens = 0
+    prompt = _Prompt(chunks=chunks, tokens=[], n_tokens=0)
     for index in range(mtmd.mtmd_input_chunks_size(chunks)):
         chunk = mtmd.mtmd_input_chunks_get(chunks, index)
         count = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-        n_tokens += count
-        if mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-            n_image_tokens += count
-    return _Prompt(chunks=chunks, tokens=[], n_tokens=n_tokens, n_image_tokens=n_image_tokens)
+        is_image = mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT
+        if is_image:
+            prompt.n_image_tokens += count
+            # An image without an id (never the case here) matches nothing.
+            image_id = mtmd.mtmd_input_chunk_get_id(chunk) or object()
+            prompt.units.extend((image_id, k) for k in range(count))
+        else:
+            prompt.units.extend(_chunk_tokens(chunk))
+        prompt.segments.append(Segment(prompt.n_tokens, prompt.n_tokens + count, is_image))
+        prompt.n_tokens += count
+    return prompt
 
 
 def _chunk_tokens(chunk: object) -> list[int]:
@@ -317,6 +380,8 @@ def _bitmap(image: ImageInput) -> object:
     bitmap = mtmd.mtmd_bitmap_init(image.width, image.height, buffer)
     if bitmap is None:
         raise EngineError("could not hand an image to the vision encoder")
+    # The id travels to the image's chunk: the key of the embedding and prefix caches.
+    mtmd.mtmd_bitmap_set_id(bitmap, image.digest.encode())
     return bitmap
 
 

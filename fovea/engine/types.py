@@ -102,7 +102,13 @@ class Capabilities:
 
 @dataclass(slots=True)
 class EngineStats:
-    """Counters since start: requests finished, and requests stopped because the caller left."""
+    """Counters since start, written by the engine, read by health checks."""
 
     completed: int = 0
-    cancelled: int = 0
+    cancelled: int = 0  # stopped because the caller left
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # reused from the KV cache instead of processed
+    image_cache_hits: int = 0  # images whose encoder output came from the cache
+    image_cache_misses: int = 0
+    image_cache_bytes: int = 0
+    image_cache_entries: int = 0

@@ -33,6 +33,12 @@ class EngineStatus(BaseModel):
     error: str | None = None
     completed: int = 0
     cancelled: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    image_cache_hits: int = 0
+    image_cache_misses: int = 0
+    image_cache_bytes: int = 0
+    image_cache_entries: int = 0
 
 
 class HealthStatus(BaseModel):

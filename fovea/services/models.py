@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fovea.engine.registry import EngineKey, EngineRegistry
 from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
@@ -49,8 +51,7 @@ class ModelsService:
                 branch=key.branch,
                 state=e.state,
                 error=e.failure,
-                completed=e.stats.completed,
-                cancelled=e.stats.cancelled,
+                **asdict(e.stats),
             )
             for key, e in self._engines.states().items()
         ]

@@ -175,3 +175,74 @@ def test_text_only_model_refuses_images(demo_model: DemoModelFiles) -> None:
             await engine.aclose()
 
     asyncio.run(scenario())
+
+
+def _conversation(harness: Harness, system: str) -> tuple[list[Message], str]:
+    turn1 = [
+        Message("system", (TextPart(system),)),
+        Message("user", (TextPart("What is in this picture?"), ImagePart(_image(7)))),
+    ]
+    return turn1, harness.text(GenerationRequest("t1", tuple(turn1), GREEDY))
+
+
+def _turn2(turn1: list[Message], answer: str) -> GenerationRequest:
+    messages = [
+        *turn1,
+        Message("assistant", (TextPart(answer),)),
+        Message("user", (TextPart("And what colors does it have?"),)),
+    ]
+    return GenerationRequest("t2", tuple(messages), GREEDY)
+
+
+def _last(harness: Harness, request: GenerationRequest) -> tuple[str, GenerationChunk]:
+    async def collect() -> list[GenerationChunk]:
+        return [c async for c in harness.engine.generate(request)]
+
+    chunks = harness.run(collect())
+    return "".join(c.text for c in chunks), chunks[-1]
+
+
+def test_turn_two_reuses_turn_one_and_answers_the_same(
+    harness: Harness, demo_model: DemoModelFiles
+) -> None:
+    turn1, answer = _conversation(harness, "You are brief.")
+    text, last = _last(harness, _turn2(turn1, answer))
+    assert last.usage is not None
+    # Everything of turn 1 up to its answer (system, question, the image) came from the cache.
+    assert last.usage.cached_tokens > last.usage.image_tokens
+    assert last.usage.cached_tokens < last.usage.prompt_tokens
+
+    async def without_cache() -> str:
+        config = harness.engine.config
+        plain = LlamaCppEngine(
+            LlamaCppConfig(
+                name="no-cache",
+                model_path=config.model_path,
+                mmproj_path=config.mmproj_path,
+                context_length=config.context_length,
+                chat_template="gemma3",
+                image_cache_bytes=0,
+                prefix_cache=False,
+            )
+        )
+        await plain.start()
+        try:
+            chunks = [c async for c in plain.generate(_turn2(turn1, answer))]
+            assert chunks[-1].usage is not None and chunks[-1].usage.cached_tokens == 0
+            return "".join(c.text for c in chunks)
+        finally:
+            await plain.aclose()
+
+    assert asyncio.run(without_cache()) == text  # greedy: the cache changes nothing
+
+
+def test_a_repeated_image_skips_the_encoder(harness: Harness) -> None:
+    stats = harness.engine.stats
+    _conversation(harness, "First system prompt.")
+    hits, misses = stats.image_cache_hits, stats.image_cache_misses
+    # A different system prompt: nothing before the image matches, yet the image is known.
+    _conversation(harness, "Another system prompt entirely.")
+    assert stats.image_cache_hits == hits + 1
+    assert stats.image_cache_misses == misses
+    assert stats.image_cache_entries >= 1
+    assert stats.image_cache_bytes > 0
