@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from fovea import __version__
 from fovea.api import chat, health, models
+from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from fovea.engine.factory import create_engine
@@ -40,6 +41,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
     install_error_handlers(app)
     for router in (chat.router, models.router, health.router):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    budget = ByteBudget(settings.max_inflight_request_bytes, settings.admission_wait_s)
+    app.state.request_budget = budget
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, budget=budget)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     max_request_bytes: int = 64 * 1024 * 1024
+    # Admission: request bodies in flight, server-wide; more waits, then gets 429.
+    max_inflight_request_bytes: int = 512 * 1024 * 1024
+    admission_wait_s: float = 10.0
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 50_000_000
     max_images_per_request: int = 16

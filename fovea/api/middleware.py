@@ -7,8 +7,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fovea.api.admission import ByteBudget
 from fovea.api.errors import error_response
-from fovea.errors import PayloadTooLargeError
+from fovea.errors import PayloadTooLargeError, RateLimitError
 
 log = logging.getLogger("fovea.access")
 
@@ -54,9 +55,10 @@ class BodyLimitMiddleware:
     the limit and refused as soon as it passes it, so memory stays bounded either way.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, budget: ByteBudget | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.budget = budget
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -67,6 +69,18 @@ class BodyLimitMiddleware:
             await _drain(receive)
             await self._refuse(scope, receive, send, int(declared))
             return
+        if self.budget is None:
+            await self._admitted(scope, receive, send)
+            return
+        size = int(declared) if declared is not None and declared.isdigit() else self.max_bytes
+        try:
+            async with self.budget.reserve(size):
+                await self._admitted(scope, receive, send)
+        except RateLimitError as error:
+            await _drain(receive)
+            await error_response(error)(scope, receive, send)
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send) -> None:
         body, over_limit = await self._read_up_to_limit(receive)
         if over_limit:
             await self._refuse(scope, receive, send, None)
