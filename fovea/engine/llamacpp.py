@@ -13,10 +13,11 @@ import queue
 import threading
 from collections.abc import AsyncGenerator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
+from fovea.engine.pan_and_scan import MIN_CROP_SIZE
 from fovea.engine.types import Capabilities, EngineStats, GenerationChunk, GenerationRequest
 from fovea.errors import EngineError, FoveaError, ModelNotReadyError
 
@@ -111,6 +112,12 @@ class LlamaCppEngine:
             error = ModelNotReadyError(f"Model {self.config.name} failed to load: {self._failure}")
             loop.call_soon_threadsafe(_settle, self._loaded, error)
             return
+        if model.image_size:
+            self.capabilities = replace(
+                self.capabilities,
+                image_size=model.image_size,
+                high_detail_min_side=max(model.image_size, MIN_CROP_SIZE),
+            )
         self._state = "ready"
         loop.call_soon_threadsafe(_settle, self._loaded, None)
         try:

@@ -20,12 +20,14 @@ from typing import Any
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
+import gguf
 import numpy as np
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from fovea.engine.chat_template import ChatTemplate, resolve_template
 from fovea.engine.embedding_cache import EmbeddingCache
+from fovea.engine.pan_and_scan import expand_high_detail
 from fovea.engine.prefix_cache import KvPrefix, Segment, Unit
 from fovea.engine.text import StopFilter, TokenTextDecoder
 from fovea.engine.types import (
@@ -59,6 +61,7 @@ class LlamaCppConfig:
     max_images: int = 8
     image_cache_bytes: int = 256 * 1024 * 1024
     prefix_cache: bool = True
+    pan_and_scan: bool = True
 
 
 @dataclass
@@ -107,6 +110,7 @@ class LlamaModel:
             self._llm.close()
             raise
         self._marker = mtmd.mtmd_default_marker().decode()
+        self.image_size = _mmproj_image_size(config.mmproj_path) if config.mmproj_path else 0
         self._piece_buffer = ctypes.create_string_buffer(256)
 
     @property
@@ -180,7 +184,11 @@ class LlamaModel:
             raise InvalidRequestError(
                 f"Model {self.config.name} does not accept images", param="messages"
             )
-        text = self._template.render(request.messages, self._marker)
+        messages = request.messages
+        if self.config.pan_and_scan and any(i.detail == "high" for i in images):
+            messages = expand_high_detail(messages)
+            images = [p.image for m in messages for p in m.parts if isinstance(p, ImagePart)]
+        text = self._template.render(messages, self._marker)
         add_special = not text.startswith(self._template.bos_token)
         if self._mtmd is None:
             tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
@@ -367,6 +375,11 @@ def _measure(chunks: object) -> _Prompt:
         prompt.segments.append(Segment(prompt.n_tokens, prompt.n_tokens + count, is_image))
         prompt.n_tokens += count
     return prompt
+
+
+def _mmproj_image_size(path: Path) -> int:
+    field = gguf.GGUFReader(str(path)).fields.get("clip.vision.image_size")
+    return int(field.contents()) if field is not None else 0
 
 
 def _chunk_tokens(chunk: object) -> list[int]:

@@ -17,6 +17,7 @@ class ImageInput:
     height: int
     rgb: bytes
     digest: str
+    detail: str = "auto"  # "high" may add crops (see pan_and_scan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,10 @@ class Capabilities:
     vision: bool
     max_images: int
     context_length: int
+    # The encoder's square input; images need no more pixels than this on each side...
+    image_size: int = 896
+    # ...except for detail="high", whose crops need this many.
+    high_detail_min_side: int = 896
     json_schema: bool = True
     tools: bool = False
     max_n: int = 1

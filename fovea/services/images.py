@@ -25,7 +25,11 @@ class ImageIntake:
         )
         image: DecodedImage = await to_thread.run_sync(decode, limiter=self._limiter)
         return ImageInput(
-            width=image.width, height=image.height, rgb=image.rgb, digest=image.digest
+            width=image.width,
+            height=image.height,
+            rgb=image.rgb,
+            digest=image.digest,
+            detail=image.detail,
         )
 
     async def decode_all(self, items: list[tuple[str, str, str]]) -> list[ImageInput]:

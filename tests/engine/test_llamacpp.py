@@ -246,3 +246,17 @@ def test_a_repeated_image_skips_the_encoder(harness: Harness) -> None:
     assert stats.image_cache_misses == misses
     assert stats.image_cache_entries >= 1
     assert stats.image_cache_bytes > 0
+
+
+def test_high_detail_costs_a_view_per_crop(harness: Harness) -> None:
+    pixels = np.random.default_rng(5).integers(0, 256, size=(300, 900, 3), dtype=np.uint8)
+
+    def image(detail: str) -> ImagePart:
+        return ImagePart(ImageInput(900, 300, pixels.tobytes(), "wide", detail=detail))
+
+    _, low = _last(harness, _ask(TextPart("see"), image("low")))
+    _, high = _last(harness, _ask(TextPart("see"), image("high")))
+    assert low.usage is not None and high.usage is not None
+    assert low.usage.image_tokens == 16
+    assert high.usage.image_tokens == 16 * 4  # the original and three crops
+    assert harness.engine.capabilities.image_size == 224
