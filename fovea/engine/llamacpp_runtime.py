@@ -14,27 +14,32 @@ import os
 import random
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import llama_cpp
 import llama_cpp.mtmd_cpp as mtmd
-import gguf
 import numpy as np
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from fovea.engine.chat_template import ChatTemplate, resolve_template
 from fovea.engine.embedding_cache import EmbeddingCache
+from fovea.engine.mtmd_prompt import (
+    Prompt,
+    bitmap,
+    chunk_tokens,
+    measure,
+    mmproj_image_size,
+    mtmd_tokenize,
+)
 from fovea.engine.pan_and_scan import expand_high_detail
-from fovea.engine.prefix_cache import KvPrefix, Segment, Unit
+from fovea.engine.prefix_cache import KvPrefix, Segment
 from fovea.engine.text import StopFilter, TokenTextDecoder
 from fovea.engine.types import (
     EngineStats,
     GenerationChunk,
     GenerationRequest,
-    ImageInput,
     ImagePart,
     ResponseFormat,
     Usage,
@@ -64,26 +69,6 @@ class LlamaCppConfig:
     pan_and_scan: bool = True
 
 
-@dataclass
-class _Prompt:
-    """A tokenized prompt: mtmd chunks (text and images) or, for text-only models, tokens.
-
-    ``units`` names every position (see ``prefix_cache``); ``segments`` maps chunks to them.
-    """
-
-    chunks: object | None  # mtmd_input_chunks_p, freed by the caller
-    tokens: list[int]
-    n_tokens: int
-    n_image_tokens: int = 0
-    units: list[Unit] = field(default_factory=list)
-    segments: list[Segment] = field(default_factory=list)
-
-    def free(self) -> None:
-        if self.chunks is not None:
-            mtmd.mtmd_input_chunks_free(self.chunks)
-            self.chunks = None
-
-
 class LlamaModel:
     """A loaded GGUF (plus its vision projector) and the generation loop over it."""
 
@@ -110,7 +95,7 @@ class LlamaModel:
             self._llm.close()
             raise
         self._marker = mtmd.mtmd_default_marker().decode()
-        self.image_size = _mmproj_image_size(config.mmproj_path) if config.mmproj_path else 0
+        self.image_size = mmproj_image_size(config.mmproj_path) if config.mmproj_path else 0
         self._piece_buffer = ctypes.create_string_buffer(256)
 
     @property
@@ -178,7 +163,7 @@ class LlamaModel:
         self.stats.cached_prompt_tokens += cached
         yield from self._sample(request, prompt, max_tokens, grammar, cancelled, cached)
 
-    def _tokenize(self, request: GenerationRequest) -> _Prompt:
+    def _tokenize(self, request: GenerationRequest) -> Prompt:
         images = [p.image for m in request.messages for p in m.parts if isinstance(p, ImagePart)]
         if images and self._mtmd is None:
             raise InvalidRequestError(
@@ -193,37 +178,16 @@ class LlamaModel:
         if self._mtmd is None:
             tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
             segments = [Segment(0, len(tokens), is_image=False)]
-            return _Prompt(None, tokens, len(tokens), units=list(tokens), segments=segments)
-        bitmaps = [_bitmap(image) for image in images]
+            return Prompt(None, tokens, len(tokens), units=list(tokens), segments=segments)
+        bitmaps = [bitmap(image) for image in images]
         try:
-            chunks = self._mtmd_tokenize(text, bitmaps, add_special)
+            chunks = mtmd_tokenize(self._mtmd, text, bitmaps, add_special)
         finally:
-            for bitmap in bitmaps:
-                mtmd.mtmd_bitmap_free(bitmap)
-        return _measure(chunks)
+            for each in bitmaps:
+                mtmd.mtmd_bitmap_free(each)
+        return measure(chunks)
 
-    def _mtmd_tokenize(self, text: str, bitmaps: list[Any], add_special: bool) -> object:
-        encoded = text.encode("utf-8")
-        input_text = mtmd.mtmd_input_text()
-        input_text.text = encoded
-        input_text.text_len = len(encoded)
-        input_text.add_special = add_special
-        input_text.parse_special = True
-        chunks = mtmd.mtmd_input_chunks_init()
-        array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-        result = mtmd.mtmd_tokenize(
-            self._mtmd, chunks, ctypes.byref(input_text), array, len(bitmaps)
-        )
-        if result != 0:
-            mtmd.mtmd_input_chunks_free(chunks)
-            raise InvalidRequestError(
-                f"The prompt could not be tokenized with its images (mtmd error {result}); "
-                "the number of image parts must match the images sent",
-                param="messages",
-            )
-        return chunks
-
-    def _max_tokens(self, request: GenerationRequest, prompt: _Prompt) -> int:
+    def _max_tokens(self, request: GenerationRequest, prompt: Prompt) -> int:
         n_ctx = self._llm.n_ctx()
         room = n_ctx - prompt.n_tokens
         requested = request.sampling.max_tokens
@@ -238,7 +202,7 @@ class LlamaModel:
             )
         return requested if requested is not None else min(request.default_max_tokens, room)
 
-    def _evaluate(self, prompt: _Prompt, cancelled: threading.Event) -> int:
+    def _evaluate(self, prompt: Prompt, cancelled: threading.Event) -> int:
         """Bring the KV cache to the prompt, reusing its common prefix; return positions reused."""
         llm = self._llm
         reuse = self._kv.reusable(prompt.units, prompt.segments) if self.config.prefix_cache else 0
@@ -260,7 +224,7 @@ class LlamaModel:
                 if segment.is_image:
                     self._eval_image(chunk)
                 else:
-                    llm.eval(_chunk_tokens(chunk)[max(0, reuse - segment.start) :])
+                    llm.eval(chunk_tokens(chunk)[max(0, reuse - segment.start) :])
             self._kv.extend(prompt.units[max(reuse, segment.start) : segment.end])
         return reuse
 
@@ -309,7 +273,7 @@ class LlamaModel:
     def _sample(
         self,
         request: GenerationRequest,
-        prompt: _Prompt,
+        prompt: Prompt,
         max_tokens: int,
         grammar: LlamaGrammar | None,
         cancelled: threading.Event,
@@ -357,45 +321,6 @@ class LlamaModel:
         buffer = self._piece_buffer
         size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
         return buffer.raw[:size] if size > 0 else b""
-
-
-def _measure(chunks: object) -> _Prompt:
-    prompt = _Prompt(chunks=chunks, tokens=[], n_tokens=0)
-    for index in range(mtmd.mtmd_input_chunks_size(chunks)):
-        chunk = mtmd.mtmd_input_chunks_get(chunks, index)
-        count = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
-        is_image = mtmd.mtmd_input_chunk_get_type(chunk) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT
-        if is_image:
-            prompt.n_image_tokens += count
-            # An image without an id (never the case here) matches nothing.
-            image_id = mtmd.mtmd_input_chunk_get_id(chunk) or object()
-            prompt.units.extend((image_id, k) for k in range(count))
-        else:
-            prompt.units.extend(_chunk_tokens(chunk))
-        prompt.segments.append(Segment(prompt.n_tokens, prompt.n_tokens + count, is_image))
-        prompt.n_tokens += count
-    return prompt
-
-
-def _mmproj_image_size(path: Path) -> int:
-    field = gguf.GGUFReader(str(path)).fields.get("clip.vision.image_size")
-    return int(field.contents()) if field is not None else 0
-
-
-def _chunk_tokens(chunk: object) -> list[int]:
-    count = ctypes.c_size_t()
-    pointer = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
-    return [pointer[i] for i in range(count.value)]
-
-
-def _bitmap(image: ImageInput) -> object:
-    buffer = (ctypes.c_uint8 * len(image.rgb)).from_buffer_copy(image.rgb)
-    bitmap = mtmd.mtmd_bitmap_init(image.width, image.height, buffer)
-    if bitmap is None:
-        raise EngineError("could not hand an image to the vision encoder")
-    # The id travels to the image's chunk: the key of the embedding and prefix caches.
-    mtmd.mtmd_bitmap_set_id(bitmap, image.digest.encode())
-    return bitmap
 
 
 def _grammar_for(response_format: ResponseFormat) -> LlamaGrammar | None:
