@@ -7,7 +7,8 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── InvalidRequestError (400)
     │   ├── ModelUriError            bad model URI
     │   ├── FolderMismatchError      URI or header folder is not the key's folder
-    │   ├── ImageError               undecodable or invalid image
+    │   ├── ImageError               undecodable or invalid image, or a refused image URL
+    │   │   └── ImageFetchError      an allowed image URL could not be fetched
     │   ├── TooManyImagesError       over the per-request or per-model image limit
     │   └── ContextLengthError       prompt (plus requested output) over the context window
     ├── AuthenticationError (401)    missing, unknown, revoked, expired or out-of-scope key
@@ -21,7 +22,8 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── GenerationTimeoutError (504)
     └── EngineError (500)            the engine failed on valid input: a bug, logged
 
-Library exceptions (llama_cpp, PIL, SQLAlchemy) are translated into this tree where they occur.
+Library exceptions (llama_cpp, PIL, httpx, SQLAlchemy) are translated into this tree where they
+occur.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class FolderMismatchError(InvalidRequestError):
 
 class ImageError(InvalidRequestError):
     default_code = "invalid_image"
+
+
+class ImageFetchError(ImageError):
+    default_code = "image_fetch_failed"
 
 
 class TooManyImagesError(InvalidRequestError):

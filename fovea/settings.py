@@ -6,13 +6,21 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BRANCHES = ("latest", "rc", "deprecated")
 Branch = Literal["latest", "rc", "deprecated"]
@@ -45,10 +53,30 @@ class Settings(BaseSettings):
     max_images_per_request: int = 16
     image_decode_threads: int = 2
 
+    # Remote (http/https) image URLs: off unless enabled, and then only for allowed domains
+    # (an entry allows its subdomains; "*" allows every public host). allow_private lets the
+    # fetcher reach private, loopback and link-local addresses: for intranets and tests only.
+    image_urls_enabled: bool = False
+    image_url_allowed_domains: Annotated[list[str], NoDecode] = []
+    image_url_connect_timeout_s: float = 3.0
+    image_url_read_timeout_s: float = 10.0
+    image_url_max_redirects: int = 3
+    image_url_allow_private: bool = False
+
     max_concurrent_generations_per_folder: int = 10
     model_load_wait_s: float = 30.0
     generation_timeout_s: float = 600.0
     preload_models: bool = True
+
+    @field_validator("image_url_allowed_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        """Accept a JSON list or a comma-separated string (``a.com,b.org``) from the env."""
+        if not isinstance(value, str):
+            return value
+        if value.strip().startswith("["):
+            return json.loads(value)
+        return [domain.strip() for domain in value.split(",") if domain.strip()]
 
     @property
     def models_dir(self) -> Path:

@@ -10,6 +10,7 @@ from fovea.engine.base import Engine
 from fovea.engine.factory import create_engine
 from fovea.engine.registry import EngineKey, EngineRegistry
 from fovea.iam.service import IamService
+from fovea.media.fetch import FetchPolicy, ImageFetcher
 from fovea.media.images import ImageLimits
 from fovea.services.access import AccessControl
 from fovea.services.catalog import Catalog
@@ -29,6 +30,7 @@ class Services:
     catalog: Catalog
     chat: ChatService
     models: ModelsService
+    fetcher: ImageFetcher
 
     def preload(self) -> None:
         """Start loading every deployment marked ``preload`` (latest branch) in the background."""
@@ -38,6 +40,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.engines.aclose()
+        await self.fetcher.aclose()
         self.database.dispose()
 
 
@@ -59,11 +62,14 @@ def build_services(
 
     engines = EngineRegistry(factory)
     access = AccessControl(IamService(database))
+    fetcher = ImageFetcher(FetchPolicy.from_settings(settings))
     chat = ChatService(
         catalog=catalog,
         engines=engines,
         access=access,
-        images=ImageIntake(ImageLimits.from_settings(settings), settings.image_decode_threads),
+        images=ImageIntake(
+            ImageLimits.from_settings(settings), settings.image_decode_threads, fetcher
+        ),
         quotas=FolderConcurrency(settings.max_concurrent_generations_per_folder),
         limits=ChatLimits(
             model_load_wait_s=settings.model_load_wait_s,
@@ -80,4 +86,5 @@ def build_services(
         catalog=catalog,
         chat=chat,
         models=models,
+        fetcher=fetcher,
     )
