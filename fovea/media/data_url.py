@@ -7,7 +7,10 @@ Only the bytes are produced here; what they contain is sniffed later, so the MIM
 from __future__ import annotations
 
 import binascii
+import contextlib
 import re
+
+import pybase64
 
 from fovea.errors import ImageError, PayloadTooLargeError
 
@@ -95,10 +98,18 @@ def _decode_base64(payload: str, position: str) -> bytes:
         text = payload.encode("ascii")
     except UnicodeEncodeError:
         raise _not_base64(position, "it contains non-ASCII characters") from None
+    # pybase64's SIMD decoder is ~40x faster than binascii; with validate=True it accepts only
+    # canonical base64 (standard alphabet, padded, unwrapped), which most clients send.
+    with contextlib.suppress(binascii.Error):
+        return pybase64.b64decode(text, validate=True)
     text = text.translate(_URLSAFE_TO_STANDARD, _WHITESPACE).rstrip(b"=")
     if len(text) % 4 == 1:
         raise _not_base64(position, "its length is not a whole number of bytes")
     text += b"=" * (-len(text) % 4)
+    with contextlib.suppress(binascii.Error):
+        return pybase64.b64decode(text, validate=True)
+    # Invalid base64 only: binascii refuses what pybase64 refuses (tests/media/test_base64.py
+    # holds the two to the same answers) and says what is wrong.
     try:
         return binascii.a2b_base64(text, strict_mode=True)
     except binascii.Error as exc:

@@ -33,10 +33,16 @@ def png_bomb(width: int, height: int) -> bytes:
     )
     body += compressor.compress(row * (height % rows_per_chunk)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", body) + _chunk(b"IEND")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", body)
+        + png_chunk(b"IEND")
+    )
 
 
-def _chunk(kind: bytes, data: bytes = b"") -> bytes:
+def png_chunk(kind: bytes, data: bytes = b"") -> bytes:
+    """One PNG chunk: length, type, data and CRC."""
     crc = zlib.crc32(kind + data)
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
