@@ -327,3 +327,35 @@ def test_concurrent_streams_all_get_their_answers(server: Server) -> None:
     for text, finish in results:
         assert text
         assert finish == "length"
+
+
+def test_turn_two_reports_cached_tokens(server: Server) -> None:
+    client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
+    turn1: list[dict[str, object]] = [
+        {"role": "system", "content": "You are a careful observer."},
+        *_reference_messages("Which one is brighter?"),
+    ]
+    first = client.chat.completions.create(
+        model="gemma-3-demo",
+        messages=turn1,
+        max_tokens=8,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    turn2 = [
+        *turn1,
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "Why?"},
+    ]
+    second = client.chat.completions.create(
+        model="gemma-3-demo",
+        messages=turn2,
+        max_tokens=8,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    details = second.usage.prompt_tokens_details  # type: ignore[union-attr]
+    assert details is not None and details.cached_tokens is not None
+    assert details.cached_tokens > 32  # the system prompt, the question and both images
+    health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz").json()
+    demo = next(e for e in health["engines"] if e["model"] == "gemma-3-demo")
+    assert demo["cached_prompt_tokens"] >= details.cached_tokens
+    assert demo["image_cache_entries"] >= 2
