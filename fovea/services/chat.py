@@ -29,7 +29,7 @@ from fovea.media.images import check_image_count
 from fovea.protocol import chat as wire
 from fovea.services.access import AccessControl
 from fovea.services.catalog import Catalog, ResolvedModel, parse_model_uri
-from fovea.services.images import ImageIntake
+from fovea.services.images import ImageIntake, ImageRequest
 from fovea.services.quotas import FolderConcurrency
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class ChatService:
         release = _Release(self._quotas, folder_id)
         deadline = asyncio.get_running_loop().time() + self._limits.generation_timeout_s
         try:
-            request = await self._build_request(body, model)
+            request = await self._build_request(body, model, engine.capabilities)
             stream = engine.generate(request)
             async with asyncio.timeout_at(deadline):
                 first = await anext(stream)
@@ -193,10 +193,10 @@ class ChatService:
         )
 
     async def _build_request(
-        self, body: wire.ChatCompletionRequest, model: ResolvedModel
+        self, body: wire.ChatCompletionRequest, model: ResolvedModel, capabilities: Capabilities
     ) -> GenerationRequest:
         deployment = model.deployment
-        messages = await self._messages(body.messages)
+        messages = await self._messages(body.messages, capabilities)
         max_tokens = body.max_completion_tokens or body.max_tokens
         if max_tokens is not None and max_tokens > deployment.max_output_tokens:
             raise InvalidRequestError(
@@ -223,13 +223,21 @@ class ChatService:
             default_max_tokens=min(deployment.default_max_tokens, deployment.max_output_tokens),
         )
 
-    async def _messages(self, messages: list[wire.ChatMessage]) -> tuple[Message, ...]:
-        wanted: list[tuple[str, str, str]] = []
+    async def _messages(
+        self, messages: list[wire.ChatMessage], capabilities: Capabilities
+    ) -> tuple[Message, ...]:
+        wanted: list[ImageRequest] = []
         for i, message in enumerate(messages):
             for j, part in enumerate(_parts(message, i)):
                 if isinstance(part, wire.ImageContentPart):
+                    detail = part.image_url.detail
                     wanted.append(
-                        (part.image_url.url, f"messages[{i}].content[{j}]", part.image_url.detail)
+                        ImageRequest(
+                            url=part.image_url.url,
+                            position=f"messages[{i}].content[{j}]",
+                            detail=detail,
+                            min_side=_min_side(capabilities, detail),
+                        )
                     )
         decoded = iter(await self._images.decode_all(wanted))
         result = []
@@ -243,6 +251,12 @@ class ChatService:
             role = "system" if message.role in ("system", "developer") else message.role
             result.append(Message(role, parts))  # type: ignore[arg-type]
         return tuple(result)
+
+
+def _min_side(capabilities: Capabilities, detail: str) -> int | None:
+    """Pixels the engine needs on each side: decoding more would be thrown away."""
+    size = capabilities.high_detail_min_side if detail == "high" else capabilities.image_size
+    return size or None
 
 
 def _timeout() -> GenerationTimeoutError:

@@ -182,3 +182,17 @@ def test_generation_over_the_time_limit_gets_504(fake_settings: Settings) -> Non
         events = [line for line in streamed.text.splitlines() if line.startswith("data: ")]
         assert "took longer" in events[-1]  # one error event ends the stream, no [DONE]
         keys.database.dispose()
+
+
+def test_images_are_decoded_to_the_size_the_model_needs(client: TestClient, keys: Keys) -> None:
+    big = png_data_url((10, 20, 30), (3000, 2000))
+
+    def sent(detail: str) -> tuple[int, int, str]:
+        part = {"type": "image_url", "image_url": {"url": big, "detail": detail}}
+        _chat(client, keys.api_key, messages=[{"role": "user", "content": [part]}])
+        image = ScriptedEngine.instances[0].requests[-1].messages[0].parts[0].image  # type: ignore[union-attr]
+        return image.width, image.height, image.detail
+
+    # The scripted engine reports Capabilities' defaults: an 896 px encoder.
+    assert sent("auto") == (1344, 896, "auto")  # shorter side down to 896, aspect kept
+    assert sent("high")[2] == "high"  # the engine adds crops for high detail

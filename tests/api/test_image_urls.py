@@ -77,7 +77,7 @@ def test_an_allowed_image_url_reaches_the_engine_decoded(
     image = engine.requests[-1].messages[0].parts[1].image  # type: ignore[union-attr]
     assert (image.width, image.height) == (40, 30)
     assert image.rgb[:3] == bytes([200, 10, 10])
-    assert image.digest == hashlib.sha256(CAT_PNG).hexdigest()
+    assert image.digest.split("@")[0] == hashlib.sha256(CAT_PNG).hexdigest()
 
 
 @pytest.mark.parametrize(
