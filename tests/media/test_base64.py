@@ -52,9 +52,7 @@ def test_any_mix_of_base64_characters_decodes_as_the_stdlib_does(text: bytes) ->
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(min_size=1, max_size=64), st.integers(0, 100))
-def test_encoded_bytes_with_damaged_padding_decode_as_the_stdlib_does(
-    raw: bytes, cut: int
-) -> None:
+def test_encoded_bytes_with_damaged_padding_decode_as_the_stdlib_does(raw: bytes, cut: int) -> None:
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         middle = cut * len(encoded) // 100
         for variant in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from fovea.errors import ImageError
 from fovea.media.images import DecodedImage, ImageLimits, decode_image_bytes
-from fovea.media.resize import reduced_size
+from fovea.media.resize import draft, reduced_size
 
 from .builders import POSITION, close_to, encode, png_bomb, rgb_at
 
@@ -84,6 +85,23 @@ def test_reduced_size_keeps_min_side_and_aspect_and_never_grows(
     assert new_width <= width and new_height <= height
     assert abs(new_width / new_height - width / height) <= 1 / min(new_width, new_height)
     assert reduced_size((height, width), min_side) == (new_height, new_width)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "target", "loaded"),
+    [
+        ("JPEG", (200, 120), (250, 150)),  # 1/4: 1/8 would leave 125x75
+        ("JPEG", (600, 360), (1000, 600)),  # no scale keeps 600 of 1000
+        ("PNG", (200, 120), (1000, 600)),  # only JPEG decodes at a scale
+    ],
+)
+def test_draft_decodes_jpeg_at_the_smallest_scale_still_over_target(
+    fmt: str, target: tuple[int, int], loaded: tuple[int, int]
+) -> None:
+    with Image.open(io.BytesIO(encode(marked(1000, 600), fmt))) as image:
+        draft(image, target)
+        image.load()
+        assert image.size == loaded
 
 
 @pytest.mark.parametrize(
