@@ -72,7 +72,9 @@ class BodyLimitMiddleware:
         if self.budget is None:
             await self._admitted(scope, receive, send)
             return
-        size = int(declared) if declared is not None and declared.isdigit() else self.max_bytes
+        # A chunked body's size is unknown: reserve a quarter of the budget, not all of it.
+        unknown = min(self.max_bytes, self.budget.capacity // 4)
+        size = int(declared) if declared is not None and declared.isdigit() else unknown
         try:
             async with self.budget.reserve(size):
                 await self._admitted(scope, receive, send)
