@@ -11,9 +11,12 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -118,3 +121,74 @@ class ApiKeyRecord(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class FileRecord(Base):
+    """An uploaded (or Fovea-written) file of a folder; the bytes live on disk."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    # Relative to $FOVEA_HOME/files.
+    storage_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class BatchRecord(Base):
+    """A batch job over an input file, in OpenAI's shape; its lines are ``batch_lines``."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id"), index=True)
+    service_account_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    input_file_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    # "openai" (request lines) or "dataset" (the cloud's ImageTextToText / TextToText rows).
+    input_format: Mapped[str] = mapped_column(String(16))
+    # The model for dataset rows, which carry none.
+    model: Mapped[str | None] = mapped_column(String(255))
+    completion_window: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    batch_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    output_file_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    error_file_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    in_progress_at: Mapped[datetime | None]
+    finalizing_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    expired_at: Mapped[datetime | None]
+    cancelling_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+
+class BatchLineRecord(Base):
+    """One line of a batch's input: where it is in the file, and its outcome once it has one.
+
+    The request itself stays in the input file (``offset``/``length``): images are not copied
+    into the database. ``response``/``error`` are committed as each line completes.
+    """
+
+    __tablename__ = "batch_lines"
+    __table_args__ = (Index("ix_batch_lines_batch_id_status", "batch_id", "status"),)
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    line_number: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based
+    custom_id: Mapped[str | None] = mapped_column(String(512))
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(Integer)
+    # pending | completed | failed | expired | cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    completed_at: Mapped[datetime | None]
