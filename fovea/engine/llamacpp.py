@@ -8,6 +8,7 @@ which the worker checks between tokens, so a disconnected client frees the model
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -47,7 +48,9 @@ class LlamaCppEngine:
             max_images=config.max_images if config.mmproj_path is not None else 0,
             context_length=config.context_length,
         )
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # (priority, arrival, job): interactive requests overtake queued batch lines.
+        self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
         self._state: EngineState = "stopped"
         self._failure: str | None = None
         self._loaded: asyncio.Future[None] | None = None
@@ -80,7 +83,7 @@ class LlamaCppEngine:
                 headers={"Retry-After": "5"},
             )
         job = _Job(request, asyncio.get_running_loop())
-        self._jobs.put(job)
+        self._jobs.put((request.priority, next(self._arrivals), job))
         try:
             while True:
                 item = await job.output.get()
@@ -95,7 +98,8 @@ class LlamaCppEngine:
     async def aclose(self) -> None:
         if self._thread is None:
             return
-        self._jobs.put(None)
+        # After every queued job: requests already accepted are still answered.
+        self._jobs.put((1 << 30, next(self._arrivals), None))
         await asyncio.to_thread(self._thread.join)
         self._thread = None
         self._state = "stopped"
@@ -126,7 +130,7 @@ class LlamaCppEngine:
             model.close()
 
     def _serve(self, model: LlamaModel) -> None:
-        while (job := self._jobs.get()) is not None:
+        while (job := self._jobs.get()[2]) is not None:
             if job.cancelled.is_set():
                 self.stats.cancelled += 1
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -58,6 +59,13 @@ class ResponseFormat:
     schema: dict[str, object] | None = None
 
 
+class Priority(IntEnum):
+    """Lower runs first: interactive requests go ahead of queued batch lines."""
+
+    INTERACTIVE = 0
+    BATCH = 10
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     request_id: str
@@ -66,6 +74,7 @@ class GenerationRequest:
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     # Used when the client sets no max_tokens; capped by what the context has left.
     default_max_tokens: int = 512
+    priority: Priority = Priority.INTERACTIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from fovea.engine.types import (
     GenerationRequest,
     ImagePart,
     Message,
+    Priority,
     ResponseFormat,
     SamplingParams,
     TextPart,
@@ -125,13 +126,14 @@ class ChatRun:
 
 
 class _Release:
-    def __init__(self, quotas: FolderConcurrency, folder_id: str) -> None:
+    def __init__(self, quotas: FolderConcurrency | None, folder_id: str) -> None:
         self._quotas, self._folder_id, self._done = quotas, folder_id, False
 
     def __call__(self) -> None:
         if not self._done:
             self._done = True
-            self._quotas.release(self._folder_id)
+            if self._quotas is not None:
+                self._quotas.release(self._folder_id)
 
 
 class ChatService:
@@ -154,9 +156,26 @@ class ChatService:
         self._quotas = quotas
         self._limits = limits
 
+    async def complete(
+        self, principal: Principal, body: wire.ChatCompletionRequest, *, priority: Priority
+    ) -> wire.ChatCompletion:
+        """A whole completion, for callers without an HTTP request (the batch runner)."""
+        run = await self.start(principal, body, None, priority=priority)
+        return await run.collect()
+
     async def start(
-        self, principal: Principal, body: wire.ChatCompletionRequest, header_folder: str | None
+        self,
+        principal: Principal,
+        body: wire.ChatCompletionRequest,
+        header_folder: str | None,
+        *,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> ChatRun:
+        """Check, decode and start a generation; returns once its first chunk is in hand.
+
+        Interactive requests count against the folder's concurrency quota; batch lines have
+        their own concurrency (the runner's) and queue behind interactive work in the engine.
+        """
         if body.model_extra:
             log.info("ignoring unknown request fields: %s", ", ".join(sorted(body.model_extra)))
         self._access.require_scope(principal, GENERATION_SCOPES)
@@ -170,11 +189,13 @@ class ChatService:
             EngineKey(model.deployment.name, model.branch), self._limits.model_load_wait_s
         )
         _check_capabilities(body, model, engine.capabilities, self._images)
-        self._quotas.acquire(folder_id)
-        release = _Release(self._quotas, folder_id)
+        quotas = self._quotas if priority == Priority.INTERACTIVE else None
+        if quotas is not None:
+            quotas.acquire(folder_id)
+        release = _Release(quotas, folder_id)
         deadline = asyncio.get_running_loop().time() + self._limits.generation_timeout_s
         try:
-            request = await self._build_request(body, model, engine.capabilities)
+            request = await self._build_request(body, model, engine.capabilities, priority)
             stream = engine.generate(request)
             async with asyncio.timeout_at(deadline):
                 first = await anext(stream)
@@ -193,7 +214,11 @@ class ChatService:
         )
 
     async def _build_request(
-        self, body: wire.ChatCompletionRequest, model: ResolvedModel, capabilities: Capabilities
+        self,
+        body: wire.ChatCompletionRequest,
+        model: ResolvedModel,
+        capabilities: Capabilities,
+        priority: Priority,
     ) -> GenerationRequest:
         deployment = model.deployment
         messages = await self._messages(body.messages, capabilities)
@@ -221,6 +246,7 @@ class ChatService:
             sampling=sampling,
             response_format=_response_format(body.response_format),
             default_max_tokens=min(deployment.default_max_tokens, deployment.max_output_tokens),
+            priority=priority,
         )
 
     async def _messages(

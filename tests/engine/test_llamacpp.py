@@ -18,6 +18,7 @@ from fovea.engine.types import (
     ImageInput,
     ImagePart,
     Message,
+    Priority,
     ResponseFormat,
     SamplingParams,
     TextPart,
@@ -260,3 +261,27 @@ def test_high_detail_costs_a_view_per_crop(harness: Harness) -> None:
     assert low.usage.image_tokens == 16
     assert high.usage.image_tokens == 16 * 4  # the original and three crops
     assert harness.engine.capabilities.image_size == 224
+
+
+def test_interactive_requests_overtake_queued_batch_lines(harness: Harness) -> None:
+    finished: list[str] = []
+
+    async def run(name: str, priority: Priority, tokens: int) -> None:
+        sampling = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True)
+        request = GenerationRequest(
+            name, (Message("user", (TextPart("Count:"),)),), sampling, priority=priority
+        )
+        async for _ in harness.engine.generate(request):
+            pass
+        finished.append(name)
+
+    async def scenario() -> None:
+        busy = asyncio.create_task(run("busy", Priority.INTERACTIVE, 60))
+        await asyncio.sleep(0.05)  # the worker has picked up "busy"
+        batch = asyncio.create_task(run("batch", Priority.BATCH, 4))
+        await asyncio.sleep(0.01)
+        interactive = asyncio.create_task(run("interactive", Priority.INTERACTIVE, 4))
+        await asyncio.gather(busy, batch, interactive)
+
+    harness.run(scenario())
+    assert finished == ["busy", "interactive", "batch"]
