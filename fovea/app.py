@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
 from fovea import __version__
-from fovea.api import chat, health, models
+from fovea.api import batches, chat, files, health, models
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
-from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
 from fovea.engine.factory import create_engine
 from fovea.services.container import EngineFactory, build_services
 from fovea.settings import Settings, load_catalog
@@ -27,9 +28,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         app.state.services = services
         if settings.preload_models:
             services.preload()
+        runner = asyncio.create_task(services.batch_runner.run_forever(), name="batch runner")
         try:
             yield
         finally:
+            runner.cancel()
+            with suppress(asyncio.CancelledError):
+                await runner
             await services.aclose()
 
     app = FastAPI(
@@ -39,10 +44,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (chat.router, models.router, health.router):
+    for router in (chat.router, models.router, files.router, batches.router, health.router):
         app.include_router(router)
     budget = ByteBudget(settings.max_inflight_request_bytes, settings.admission_wait_s)
     app.state.request_budget = budget
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes, budget=budget)
+    uploads = UploadLimit(frozenset({"/v1/files"}), settings.max_file_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_bytes, budget=budget, uploads=uploads
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

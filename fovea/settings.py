@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     max_request_bytes: int = 64 * 1024 * 1024
+    # File uploads (POST /v1/files) stream to disk and bypass max_request_bytes; this caps
+    # the multipart body instead.
+    max_file_bytes: int = 2 * 1024 * 1024 * 1024
     # Admission: request bodies in flight, server-wide; more waits, then gets 429.
     # Measured (bench/burst_memory.py): 64 MiB gives a lower peak and a faster burst than 512.
     max_inflight_request_bytes: int = 64 * 1024 * 1024
@@ -65,6 +68,8 @@ class Settings(BaseSettings):
     image_url_allow_private: bool = False
 
     max_concurrent_generations_per_folder: int = 10
+    # Batch lines in flight at once (queued in the engine behind interactive requests).
+    batch_concurrency: int = 2
     model_load_wait_s: float = 30.0
     generation_timeout_s: float = 600.0
     preload_models: bool = True
@@ -82,6 +87,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
 
     @property
     def catalog_path(self) -> Path:

@@ -26,7 +26,7 @@ def sse_error(error: FoveaError) -> str:
 
 def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     first = exc.errors()[0]
-    location = [str(p) for p in first.get("loc", ()) if p != "body"]
+    location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
     if first.get("type") == "json_invalid":
         return InvalidRequestError(
             f"The request body is not valid JSON: {first.get('msg')}",

@@ -13,8 +13,12 @@ from fovea.iam.service import IamService
 from fovea.media.fetch import FetchPolicy, ImageFetcher
 from fovea.media.images import ImageLimits
 from fovea.services.access import AccessControl
+from fovea.services.batch_runner import BatchRunner
+from fovea.services.batch_store import BatchStore
+from fovea.services.batches import BatchService
 from fovea.services.catalog import Catalog
 from fovea.services.chat import ChatLimits, ChatService
+from fovea.services.files import FileService
 from fovea.services.images import ImageIntake
 from fovea.services.models import ModelsService
 from fovea.services.quotas import FolderConcurrency
@@ -31,6 +35,9 @@ class Services:
     chat: ChatService
     models: ModelsService
     fetcher: ImageFetcher
+    files: FileService
+    batches: BatchService
+    batch_runner: BatchRunner
 
     def preload(self) -> None:
         """Start loading every deployment marked ``preload`` (latest branch) in the background."""
@@ -79,6 +86,15 @@ def build_services(
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())
     )
+    files = FileService(database, access, settings.files_dir)
+    files.remove_stale_partials()
+    runner = BatchRunner(
+        store=BatchStore(database),
+        files=files,
+        chat=chat,
+        concurrency=settings.batch_concurrency,
+    )
+    batches = BatchService(store=BatchStore(database), files=files, access=access, runner=runner)
     return Services(
         database=database,
         access=access,
@@ -87,4 +103,7 @@ def build_services(
         chat=chat,
         models=models,
         fetcher=fetcher,
+        files=files,
+        batches=batches,
+        batch_runner=runner,
     )

@@ -1,0 +1,54 @@
+"""``/v1/batches``: OpenAI's Batches API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel
+
+from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.protocol.batches import CreateBatchRequest
+
+router = APIRouter()
+
+
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+@router.post("/v1/batches")
+async def create_batch(
+    body: CreateBatchRequest,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    header_folder: HeaderFolderDep,
+) -> Response:
+    return _json(await services.batches.create(principal, header_folder, body))
+
+
+@router.get("/v1/batches")
+async def list_batches(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    header_folder: HeaderFolderDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    return _json(
+        await services.batches.list_batches(principal, header_folder, after=after, limit=limit)
+    )
+
+
+@router.get("/v1/batches/{batch_id}")
+async def retrieve_batch(
+    batch_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
+) -> Response:
+    return _json(await services.batches.get(principal, header_folder, batch_id))
+
+
+@router.post("/v1/batches/{batch_id}/cancel")
+async def cancel_batch(
+    batch_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
+) -> Response:
+    return _json(await services.batches.cancel(principal, header_folder, batch_id))

@@ -1,0 +1,54 @@
+"""Wire types of the Files API (``/v1/files``), shaped exactly as OpenAI's."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+FILE_PURPOSES = (
+    "assistants",
+    "assistants_output",
+    "batch",
+    "batch_output",
+    "evals",
+    "fine-tune",
+    "user_data",
+    "vision",
+)
+MAX_LIST_LIMIT = 10_000
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["uploaded", "processed", "error"] = "processed"
+    expires_at: int | None = None
+    status_details: str | None = None
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
+class FileListParams(BaseModel):
+    """The query of ``GET /v1/files``: newest first by default, ``after`` a file id."""
+
+    purpose: str | None = None
+    limit: int = Field(default=MAX_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
+    after: str | None = None
+    order: Literal["asc", "desc"] = "desc"

@@ -1,0 +1,263 @@
+"""The batch runner: validates inputs, runs lines through the chat service at batch priority, and
+writes output and error files. All state is in the database (``BatchStore``), each line's result
+committed as it completes: after a crash the runner picks up every active batch where it stood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from anyio import to_thread
+from pydantic import ValidationError
+
+from fovea.engine.types import Priority
+from fovea.errors import FoveaError, InvalidRequestError
+from fovea.iam.apikeys import GENERATION_SCOPES
+from fovea.iam.types import Principal
+from fovea.protocol.chat import ChatCompletionRequest
+from fovea.services.batch_input import check_input, raw_lines, read_line
+from fovea.services.batch_store import BatchInfo, BatchStore, LineRef, LineResult
+from fovea.services.chat import ChatService
+from fovea.services.datasets import dataset_result_row, dataset_row_to_chat_body
+from fovea.services.files import FileService
+
+log = logging.getLogger(__name__)
+
+# Errors worth retrying later rather than failing the line: the model is loading, or busy.
+TRANSIENT = (429, 503)
+
+
+class BatchRunner:
+    """One background task working through every active batch, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        store: BatchStore,
+        files: FileService,
+        chat: ChatService,
+        concurrency: int,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._files = files
+        self._chat = chat
+        self._concurrency = concurrency
+        self._poll_s = poll_s
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something changed (a new batch, a cancel): look now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch runner step failed; retrying")
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_s)
+
+    async def step(self) -> None:
+        for batch in await to_thread.run_sync(self._store.active):
+            await self._advance(batch)
+
+    async def _advance(self, batch: BatchInfo) -> None:
+        if batch.status == "validating":
+            await self._validate(batch)
+        elif batch.status == "in_progress":
+            if _now() >= batch.expires_at:
+                await self._close(batch, "expired")
+            else:
+                await self._run_lines(batch)
+        elif batch.status == "cancelling":
+            await self._close(batch, "cancelled")
+        elif batch.status == "finalizing":
+            await self._finalize(batch, "completed")
+
+    async def _validate(self, batch: BatchInfo) -> None:
+        stored = await to_thread.run_sync(
+            self._files.get_stored, batch.input_file_id, batch.folder_id
+        )
+        checked = await to_thread.run_sync(
+            lambda: check_input(
+                stored.path,
+                input_format=batch.input_format,
+                endpoint=batch.endpoint,
+                model=batch.model,
+            )
+        )
+        if checked.fatal:
+            await to_thread.run_sync(self._store.fail, batch.id, checked.fatal)
+        else:
+            await to_thread.run_sync(self._store.save_lines, batch.id, checked.lines)
+        self.wake()
+
+    async def _run_lines(self, batch: BatchInfo) -> None:
+        path = (
+            await to_thread.run_sync(self._files.get_stored, batch.input_file_id, batch.folder_id)
+        ).path
+        running: dict[int, asyncio.Task[None]] = {}
+        try:
+            while True:
+                current = await to_thread.run_sync(self._store.reload, batch.id)
+                if current.status != "in_progress" or _now() >= current.expires_at:
+                    break
+                wanted = self._concurrency - len(running)
+                pending = partial(
+                    self._store.pending_lines, batch.id, skip=set(running), limit=wanted
+                )
+                refs = await to_thread.run_sync(pending)
+                for ref in refs:
+                    running[ref.line_number] = asyncio.create_task(self._line(batch, path, ref))
+                if not running:
+                    await to_thread.run_sync(self._store.transition, batch.id, "finalizing")
+                    await self._finalize(batch, "completed")
+                    return
+                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for number in [n for n, task in running.items() if task in done]:
+                    running.pop(number)
+        finally:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+        self.wake()
+
+    async def _line(self, batch: BatchInfo, path: Path, ref: LineRef) -> None:
+        raw = await to_thread.run_sync(read_line, path, ref.offset, ref.length)
+        result = await self._answer(batch, raw, ref)
+        if result is None:  # transient: the line stays pending and is tried again
+            await asyncio.sleep(self._poll_s)
+            return
+        await to_thread.run_sync(self._store.record, batch.id, result)
+
+    async def _answer(self, batch: BatchInfo, raw: bytes, ref: LineRef) -> LineResult | None:
+        request_id = f"req_{secrets.token_hex(12)}"
+        try:
+            body = _request_body(batch, raw, ref.line_number)
+            request = ChatCompletionRequest.model_validate(body)
+            principal = Principal(
+                key_id=f"batch:{batch.id}",
+                service_account_id=batch.service_account_id,
+                folder_id=batch.folder_id,
+                scopes=GENERATION_SCOPES,
+            )
+            completion = await self._chat.complete(principal, request, priority=Priority.BATCH)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = f"Line {ref.line_number}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            return _failed(ref, request_id, 400, InvalidRequestError(message).to_body())
+        except FoveaError as exc:
+            if exc.status_code in TRANSIENT:
+                return None
+            return _failed(ref, request_id, exc.status_code, exc.to_body())
+        response = {"status_code": 200, "request_id": request_id, "body": completion.model_dump()}
+        return LineResult(ref.line_number, ref.custom_id, "completed", response, None)
+
+    async def _close(self, batch: BatchInfo, status: str) -> None:
+        """Cancel or expire: unfinished lines are closed, finished ones kept, files written."""
+        await to_thread.run_sync(self._store.close_pending, batch.id, status)
+        await self._finalize(batch, status)
+
+    async def _finalize(self, batch: BatchInfo, final_status: str) -> None:
+        stored = await to_thread.run_sync(
+            self._files.get_stored, batch.input_file_id, batch.folder_id
+        )
+        output_id, error_id = await to_thread.run_sync(self._write_files, batch, stored.path)
+        await to_thread.run_sync(
+            lambda: self._store.transition(
+                batch.id, final_status, output_file_id=output_id, error_file_id=error_id
+            )
+        )
+
+    def _write_files(self, batch: BatchInfo, input_path: Path) -> tuple[str | None, str | None]:
+        results = list(self._store.results(batch.id))
+        outputs = [r for r in results if r.status == "completed"]
+        errors = [r for r in results if r.status in ("failed", "expired")]
+        if batch.input_format == "dataset":
+            rendered: Iterable[dict[str, Any]] = _dataset_rows(input_path, outputs)
+        else:
+            rendered = (_output_line(r) for r in outputs)
+        output_id = self._write(batch, "output", rendered) if outputs else None
+        error_id = self._write(batch, "error", map(_error_line, errors)) if errors else None
+        return output_id, error_id
+
+    def _write(self, batch: BatchInfo, kind: str, rows: Iterable[dict[str, Any]]) -> str:
+        def write(target: BinaryIO) -> None:
+            for row in rows:
+                target.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+
+        name = f"{batch.id}_{kind}.jsonl"
+        return self._files.create_stored(batch.folder_id, name, "batch_output", write).id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _request_body(batch: BatchInfo, raw: bytes, line_number: int) -> dict[str, Any]:
+    value = json.loads(raw)
+    if batch.input_format == "dataset":
+        return dataset_row_to_chat_body(value, model=batch.model or "", line_number=line_number)
+    body: dict[str, Any] = dict(value["body"])
+    if "model" not in body and batch.model:
+        body["model"] = batch.model
+    return body
+
+
+def _failed(ref: LineRef, request_id: str, status: int, body: dict[str, Any]) -> LineResult:
+    response = {"status_code": status, "request_id": request_id, "body": body}
+    return LineResult(ref.line_number, ref.custom_id, "failed", response, None)
+
+
+def _output_line(result: LineResult) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{result.line_number}",
+        "custom_id": result.custom_id,
+        "response": result.response,
+        "error": None,
+    }
+
+
+def _dataset_rows(input_path: Path, outputs: list[LineResult]) -> Iterator[dict[str, Any]]:
+    """The cloud's result rows: each answered request row plus its answer's text, read in one
+    pass over the input alongside the results (both in line order)."""
+    answers = iter(outputs)
+    wanted = next(answers, None)
+    for number, _, raw in raw_lines(input_path):
+        if wanted is None:
+            return
+        if number == wanted.line_number:
+            assert wanted.response is not None
+            message = wanted.response["body"]["choices"][0]["message"]
+            yield dataset_result_row(json.loads(raw), message["content"] or "")
+            wanted = next(answers, None)
+
+
+def _error_line(result: LineResult) -> dict[str, Any]:
+    error = result.error
+    if result.status == "expired":
+        error = {
+            "code": "batch_expired",
+            "message": "This line was not processed before the batch expired.",
+        }
+    return {
+        "id": f"batch_req_{result.line_number}",
+        "custom_id": result.custom_id,
+        "response": result.response,
+        "error": error,
+        "line": result.line_number,
+    }

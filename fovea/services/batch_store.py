@@ -1,0 +1,312 @@
+"""Batch and line state in the database: every transition and every line's result is committed
+as it happens, so a killed server resumes where it stopped. Synchronous: call off the loop."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
+from fovea.store.database import Database
+from fovea.store.tables import BatchLineRecord, BatchRecord
+
+ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+TERMINAL = ("failed", "completed", "expired", "cancelled")
+COMPLETION_WINDOWS = {"24h": timedelta(hours=24)}
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """A batch as stored (a copy of its row)."""
+
+    id: str
+    folder_id: str
+    service_account_id: str
+    endpoint: str
+    input_file_id: str
+    input_format: str
+    model: str | None
+    completion_window: str
+    status: str
+    batch_metadata: dict[str, str] | None
+    errors: list[dict[str, Any]] | None
+    output_file_id: str | None
+    error_file_id: str | None
+    total: int
+    completed: int
+    failed: int
+    created_at: datetime
+    expires_at: datetime
+    in_progress_at: datetime | None
+    finalizing_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    expired_at: datetime | None
+    cancelling_at: datetime | None
+    cancelled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LineEntry:
+    """A validated (or refused) input line, as found by the validator."""
+
+    line_number: int
+    custom_id: str | None
+    offset: int
+    length: int
+    error: dict[str, Any] | None = None  # set: the line failed validation
+
+
+@dataclass(frozen=True)
+class LineRef:
+    line_number: int
+    custom_id: str | None
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class LineResult:
+    line_number: int
+    custom_id: str | None
+    status: str
+    response: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+_INFO_FIELDS = [f.name for f in fields(BatchInfo)]
+
+
+def _info(record: BatchRecord) -> BatchInfo:
+    return BatchInfo(**{name: getattr(record, name) for name in _INFO_FIELDS})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BatchStore:
+    def __init__(self, database: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self._database = database
+        self._clock = clock
+
+    # -- the API's side ----------------------------------------------------------------------
+
+    def create(self, **values: Any) -> BatchInfo:
+        now = self._clock()
+        window = COMPLETION_WINDOWS[values["completion_window"]]
+        record = BatchRecord(
+            id=f"batch_{secrets.token_hex(12)}",
+            status="validating",
+            total=0,
+            completed=0,
+            failed=0,
+            created_at=now,
+            expires_at=now + window,
+            **values,
+        )
+        with self._session() as session:
+            session.add(record)
+        return _info(record)
+
+    def get(self, batch_id: str, folder_id: str) -> BatchInfo:
+        with self._session() as session:
+            record = session.get(BatchRecord, batch_id)
+            if record is None or record.folder_id != folder_id:
+                raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+            return _info(record)
+
+    def list_batches(
+        self, folder_id: str, *, after: str | None, limit: int
+    ) -> tuple[list[BatchInfo], bool]:
+        with self._session() as session:
+            query = select(BatchRecord).where(BatchRecord.folder_id == folder_id)
+            if after is not None:
+                anchor = session.get(BatchRecord, after)
+                if anchor is not None:
+                    query = query.where(
+                        (BatchRecord.created_at < anchor.created_at)
+                        | ((BatchRecord.created_at == anchor.created_at) & (BatchRecord.id < after))
+                    )
+            query = query.order_by(BatchRecord.created_at.desc(), BatchRecord.id.desc())
+            records = session.scalars(query.limit(limit + 1)).all()
+            return [_info(r) for r in records[:limit]], len(records) > limit
+
+    def request_cancel(self, batch_id: str, folder_id: str) -> BatchInfo:
+        with self._session() as session:
+            record = session.get(BatchRecord, batch_id)
+            if record is None or record.folder_id != folder_id:
+                raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+            if record.status in ("validating", "in_progress"):
+                record.status = "cancelling"
+                record.cancelling_at = self._clock()
+            elif record.status not in ("cancelling", "cancelled"):
+                raise InvalidRequestError(
+                    f"Cannot cancel a batch with status '{record.status}'", param="batch_id"
+                )
+            return _info(record)
+
+    # -- the runner's side -------------------------------------------------------------------
+
+    def active(self) -> list[BatchInfo]:
+        with self._session() as session:
+            query = select(BatchRecord).where(BatchRecord.status.in_(ACTIVE))
+            return [_info(r) for r in session.scalars(query.order_by(BatchRecord.created_at))]
+
+    def reload(self, batch_id: str) -> BatchInfo:
+        with self._session() as session:
+            record = session.get(BatchRecord, batch_id)
+            if record is None:
+                raise NotFoundError(f"No such Batch object: {batch_id}")
+            return _info(record)
+
+    def save_lines(self, batch_id: str, lines: Sequence[LineEntry]) -> None:
+        """Record the validated lines and start the batch (unless it was cancelled meanwhile)."""
+        now = self._clock()
+        failed = sum(1 for line in lines if line.error is not None)
+        with self._session() as session:
+            session.execute(delete(BatchLineRecord).where(BatchLineRecord.batch_id == batch_id))
+            session.add_all(_line_record(batch_id, line, now) for line in lines)
+            record = session.get(BatchRecord, batch_id)
+            assert record is not None
+            record.total, record.completed, record.failed = len(lines), 0, failed
+            if record.status == "validating":
+                record.status, record.in_progress_at = "in_progress", now
+
+    def fail(self, batch_id: str, errors: list[dict[str, Any]]) -> None:
+        with self._session() as session:
+            record = session.get(BatchRecord, batch_id)
+            assert record is not None
+            record.status, record.failed_at, record.errors = "failed", self._clock(), errors
+
+    def pending_lines(self, batch_id: str, *, skip: set[int], limit: int) -> list[LineRef]:
+        with self._session() as session:
+            query = (
+                select(BatchLineRecord)
+                .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending")
+                .order_by(BatchLineRecord.line_number)
+                .limit(limit + len(skip))
+            )
+            rows = [r for r in session.scalars(query) if r.line_number not in skip][:limit]
+            return [LineRef(r.line_number, r.custom_id, r.offset, r.length) for r in rows]
+
+    def record(self, batch_id: str, result: LineResult) -> None:
+        """One line's outcome and the batch's counters, in one transaction; a line already
+        finished (by a run before a crash) is left as it is."""
+        counter = BatchRecord.completed if result.status == "completed" else BatchRecord.failed
+        with self._session() as session:
+            changed = session.execute(
+                update(BatchLineRecord)
+                .where(
+                    BatchLineRecord.batch_id == batch_id,
+                    BatchLineRecord.line_number == result.line_number,
+                    BatchLineRecord.status == "pending",
+                )
+                .values(
+                    status=result.status,
+                    response=result.response,
+                    error=result.error,
+                    completed_at=self._clock(),
+                )
+            ).rowcount
+            if changed:
+                session.execute(
+                    update(BatchRecord)
+                    .where(BatchRecord.id == batch_id)
+                    .values({counter: counter + 1})
+                )
+
+    def close_pending(self, batch_id: str, status: str) -> None:
+        """Every line still pending becomes ``status`` (cancelled or expired)."""
+        with self._session() as session:
+            session.execute(
+                update(BatchLineRecord)
+                .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending")
+                .values(status=status, completed_at=self._clock())
+            )
+
+    def count_pending(self, batch_id: str) -> int:
+        with self._session() as session:
+            query = select(func.count()).where(
+                BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending"
+            )
+            return int(session.scalar(query) or 0)
+
+    def transition(self, batch_id: str, status: str, **values: Any) -> None:
+        stamp = f"{status}_at"
+        if stamp in _INFO_FIELDS:
+            values[stamp] = self._clock()
+        with self._session() as session:
+            session.execute(
+                update(BatchRecord)
+                .where(BatchRecord.id == batch_id)
+                .values(status=status, **values)
+            )
+
+    def results(self, batch_id: str) -> Iterator[LineResult]:
+        """Every finished line, in input order (read in pages, never all at once)."""
+        last = 0
+        while True:
+            with self._session() as session:
+                rows = session.scalars(
+                    select(BatchLineRecord)
+                    .where(
+                        BatchLineRecord.batch_id == batch_id,
+                        BatchLineRecord.line_number > last,
+                    )
+                    .order_by(BatchLineRecord.line_number)
+                    .limit(500)
+                ).all()
+                page = [
+                    LineResult(r.line_number, r.custom_id, r.status, r.response, r.error)
+                    for r in rows
+                ]
+            if not page:
+                return
+            yield from page
+            last = page[-1].line_number
+
+    def _session(self) -> Any:
+        return _Transaction(self._database)
+
+
+class _Transaction:
+    """A session in a transaction; SQLAlchemy failures become a logged 500."""
+
+    def __init__(self, database: Database) -> None:
+        self._session = database.session()
+
+    def __enter__(self) -> Any:
+        self._session.begin()
+        return self._session
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        try:
+            if error is None:
+                self._session.commit()
+            else:
+                self._session.rollback()
+        finally:
+            self._session.close()
+        if isinstance(error, SQLAlchemyError):
+            raise FoveaError("Internal database error") from error
+
+
+def _line_record(batch_id: str, line: LineEntry, now: datetime) -> BatchLineRecord:
+    return BatchLineRecord(
+        batch_id=batch_id,
+        line_number=line.line_number,
+        custom_id=line.custom_id,
+        offset=line.offset,
+        length=line.length,
+        status="failed" if line.error is not None else "pending",
+        error=line.error,
+        response=None,
+        completed_at=now if line.error is not None else None,
+    )

@@ -1,0 +1,355 @@
+"""Files of a folder: uploaded or written by Fovea, bytes on disk, one row each in ``files``.
+
+Bytes live at ``<root>/<folder_id>/<file_id>``. A file is written under ``<file_id>.part``,
+synced, renamed into place, and only then committed as a row: a process killed mid-write
+leaves at most a ``.part`` file (swept at the next start), never a row without its bytes.
+Deleting removes the row first, then the bytes.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import secrets
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from anyio import CancelScope, to_thread
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select
+from sqlalchemy.orm import Session
+
+from fovea.errors import InvalidRequestError, NotFoundError
+from fovea.iam.roles import Permission
+from fovea.iam.types import Principal
+from fovea.protocol import files as wire
+from fovea.services.access import AccessControl
+from fovea.services.uploads import FILE_FIELD, MultipartUpload, receive_upload
+from fovea.store.database import Database
+from fovea.store.tables import FileRecord
+
+FILE_ID_PREFIX = "file-"
+PARTIAL_SUFFIX = ".part"
+READ_BYTES = 256 * 1024
+STALE_PARTIAL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file's row and where its bytes are."""
+
+    id: str
+    folder_id: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: datetime
+    path: Path
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """A file opened for reading: ``chunks`` streams its bytes and closes it when done."""
+
+    file: StoredFile
+    media_type: str
+    chunks: AsyncIterator[bytes]
+
+
+def new_file_id() -> str:
+    return FILE_ID_PREFIX + secrets.token_hex(12)
+
+
+def check_purpose(purpose: str) -> str:
+    """``purpose`` if it is one of OpenAI's; ``InvalidRequestError`` naming them otherwise."""
+    if purpose not in wire.FILE_PURPOSES:
+        raise InvalidRequestError(
+            f"Invalid value for 'purpose': {purpose!r}. "
+            f"Valid purposes: {', '.join(wire.FILE_PURPOSES)}",
+            param="purpose",
+        )
+    return purpose
+
+
+class FileService:
+    """The Files API for callers, and stored files for Fovea's own workers.
+
+    The async methods check the caller's folder and role and run blocking work in worker
+    threads. ``get_stored`` and ``create_stored`` are synchronous and check nothing: they are
+    for code already running in a worker thread on a folder it was given (the batch runner).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        access: AccessControl,
+        root: Path,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._database = database
+        self._access = access
+        self._root = root
+        self._clock = clock
+
+    # -- the HTTP API ---------------------------------------------------------------------
+
+    async def upload(
+        self,
+        principal: Principal,
+        header_folder: str | None,
+        content_type: str | None,
+        body: AsyncIterable[bytes],
+    ) -> wire.FileObject:
+        """Stream a multipart body (fields ``file`` and ``purpose``) into a new file."""
+        folder_id = await self._folder(principal, header_folder, Permission.FILES_WRITE)
+        file_id = new_file_id()
+        staging = self._staging_path(folder_id, file_id)
+        try:
+            upload = await self._receive(staging, content_type, body)
+            filename, purpose = _filename_and_purpose(upload)
+            stored = await to_thread.run_sync(self._publish, folder_id, file_id, filename, purpose)
+        except BaseException:
+            with CancelScope(shield=True):
+                await to_thread.run_sync(partial(staging.unlink, missing_ok=True))
+            raise
+        return _to_wire(stored)
+
+    async def list(
+        self, principal: Principal, header_folder: str | None, params: wire.FileListParams
+    ) -> wire.FileList:
+        folder_id = await self._folder(principal, header_folder, Permission.FILES_READ)
+        return await to_thread.run_sync(self._list, folder_id, params)
+
+    async def retrieve(
+        self, principal: Principal, header_folder: str | None, file_id: str
+    ) -> wire.FileObject:
+        folder_id = await self._folder(principal, header_folder, Permission.FILES_READ)
+        return _to_wire(await to_thread.run_sync(self.get_stored, file_id, folder_id))
+
+    async def content(
+        self, principal: Principal, header_folder: str | None, file_id: str
+    ) -> FileContent:
+        """The file, already open: a concurrent delete cannot cut its stream short."""
+        folder_id = await self._folder(principal, header_folder, Permission.FILES_READ)
+        stored, handle = await to_thread.run_sync(self._open, file_id, folder_id)
+        return FileContent(stored, _media_type(stored.filename), _chunks(handle))
+
+    async def delete(
+        self, principal: Principal, header_folder: str | None, file_id: str
+    ) -> wire.FileDeleted:
+        folder_id = await self._folder(principal, header_folder, Permission.FILES_WRITE)
+        await to_thread.run_sync(self._delete, file_id, folder_id)
+        return wire.FileDeleted(id=file_id)
+
+    # -- for Fovea's own workers (synchronous) --------------------------------------------
+
+    def get_stored(self, file_id: str, folder_id: str) -> StoredFile:
+        """The file ``file_id`` of ``folder_id``; ``NotFoundError`` if absent or elsewhere."""
+        with self._database.session() as session:
+            record = session.get(FileRecord, file_id)
+        if record is None or record.folder_id != folder_id:
+            raise _not_found(file_id)
+        return self._stored(record)
+
+    def create_stored(
+        self, folder_id: str, filename: str, purpose: str, write: Callable[[BinaryIO], None]
+    ) -> StoredFile:
+        """A new file of ``folder_id`` whose bytes ``write`` puts in the binary file it gets."""
+        check_purpose(purpose)
+        file_id = new_file_id()
+        staging = self._staging_path(folder_id, file_id)
+        try:
+            with _open_staging(staging) as sink:
+                write(sink)
+                _sync(sink)
+            return self._publish(folder_id, file_id, filename, purpose)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+
+    def remove_stale_partials(self, older_than_s: float = STALE_PARTIAL_S) -> int:
+        """Delete ``.part`` files untouched for ``older_than_s`` (left by killed writers)."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for partial_file in self._root.glob(f"*/*{PARTIAL_SUFFIX}"):
+            if partial_file.stat().st_mtime < cutoff:
+                partial_file.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _folder(
+        self, principal: Principal, header_folder: str | None, permission: Permission
+    ) -> str:
+        folder_id = self._access.folder_for(principal, uri_folder=None, header_folder=header_folder)
+        await self._access.require(principal, folder_id, permission)
+        return folder_id
+
+    async def _receive(
+        self, staging: Path, content_type: str | None, body: AsyncIterable[bytes]
+    ) -> MultipartUpload:
+        sink = await to_thread.run_sync(_open_staging, staging)
+        try:
+            upload = MultipartUpload(content_type, sink)
+            await receive_upload(body, upload)
+            await to_thread.run_sync(_sync, sink)
+        finally:
+            sink.close()
+        return upload
+
+    def _publish(self, folder_id: str, file_id: str, filename: str, purpose: str) -> StoredFile:
+        """Rename the staged bytes into place, then commit the row (blocking)."""
+        path = self._root / folder_id / file_id
+        staging = self._staging_path(folder_id, file_id)
+        size = staging.stat().st_size
+        os.replace(staging, path)
+        _sync_dir(path.parent)
+        record = FileRecord(
+            id=file_id,
+            folder_id=folder_id,
+            filename=filename,
+            purpose=purpose,
+            bytes=size,
+            storage_path=f"{folder_id}/{file_id}",
+            created_at=self._clock(),
+        )
+        try:
+            with self._database.session() as session, session.begin():
+                session.add(record)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return self._stored(record)
+
+    def _list(self, folder_id: str, params: wire.FileListParams) -> wire.FileList:
+        query = select(FileRecord).where(FileRecord.folder_id == folder_id)
+        if params.purpose is not None:
+            query = query.where(FileRecord.purpose == params.purpose)
+        keys = (FileRecord.created_at, FileRecord.id)
+        order = [k.desc() for k in keys] if params.order == "desc" else [k.asc() for k in keys]
+        with self._database.session() as session:
+            if params.after is not None:
+                query = query.where(_after(session, folder_id, params.after, params.order))
+            records = session.scalars(query.order_by(*order).limit(params.limit + 1)).all()
+        data = [_to_wire(self._stored(record)) for record in records[: params.limit]]
+        return wire.FileList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=len(records) > params.limit,
+        )
+
+    def _open(self, file_id: str, folder_id: str) -> tuple[StoredFile, BinaryIO]:
+        stored = self.get_stored(file_id, folder_id)
+        try:
+            return stored, stored.path.open("rb")
+        except FileNotFoundError:  # deleted since the row was read
+            raise _not_found(file_id) from None
+
+    def _delete(self, file_id: str, folder_id: str) -> None:
+        owned = (FileRecord.id == file_id, FileRecord.folder_id == folder_id)
+        with self._database.session() as session, session.begin():
+            storage_path = session.scalar(select(FileRecord.storage_path).where(*owned))
+            result = cast(CursorResult[Any], session.execute(delete(FileRecord).where(*owned)))
+            if storage_path is None or result.rowcount == 0:
+                raise _not_found(file_id)
+        (self._root / storage_path).unlink(missing_ok=True)
+
+    def _staging_path(self, folder_id: str, file_id: str) -> Path:
+        return self._root / folder_id / f"{file_id}{PARTIAL_SUFFIX}"
+
+    def _stored(self, record: FileRecord) -> StoredFile:
+        return StoredFile(
+            id=record.id,
+            folder_id=record.folder_id,
+            filename=record.filename,
+            purpose=record.purpose,
+            bytes=record.bytes,
+            created_at=record.created_at,
+            path=self._root / record.storage_path,
+        )
+
+
+def _filename_and_purpose(upload: MultipartUpload) -> tuple[str, str]:
+    if upload.filename is None:
+        raise InvalidRequestError(f"Missing required parameter: '{FILE_FIELD}'.", param=FILE_FIELD)
+    purpose = upload.fields.get("purpose")
+    if not purpose:
+        raise InvalidRequestError("Missing required parameter: 'purpose'.", param="purpose")
+    return upload.filename, check_purpose(purpose)
+
+
+def _after(session: Session, folder_id: str, after: str, order: str) -> ColumnElement[bool]:
+    """Rows past the cursor file ``after`` in ``(created_at, id)`` order."""
+    cursor = session.execute(
+        select(FileRecord.created_at, FileRecord.id).where(
+            FileRecord.id == after, FileRecord.folder_id == folder_id
+        )
+    ).one_or_none()
+    if cursor is None:
+        raise InvalidRequestError(f"No such File object: {after}", param="after")
+    created_at, file_id = cursor
+    if order == "desc":
+        return or_(
+            FileRecord.created_at < created_at,
+            and_(FileRecord.created_at == created_at, FileRecord.id < file_id),
+        )
+    return or_(
+        FileRecord.created_at > created_at,
+        and_(FileRecord.created_at == created_at, FileRecord.id > file_id),
+    )
+
+
+async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await to_thread.run_sync(handle.read, READ_BYTES):
+            yield chunk
+    finally:
+        handle.close()
+
+
+def _open_staging(staging: Path) -> BinaryIO:
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    return staging.open("xb")
+
+
+def _sync(sink: BinaryIO) -> None:
+    sink.flush()
+    os.fsync(sink.fileno())
+
+
+def _sync_dir(directory: Path) -> None:
+    # The rename must be on disk before the row that points at it is committed.
+    if os.name != "posix":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _media_type(filename: str) -> str:
+    if filename.endswith(".jsonl"):
+        return "application/jsonl"
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _not_found(file_id: str) -> NotFoundError:
+    return NotFoundError(f"No such File object: {file_id}", param="id")
+
+
+def _to_wire(stored: StoredFile) -> wire.FileObject:
+    return wire.FileObject(
+        id=stored.id,
+        bytes=stored.bytes,
+        created_at=int(stored.created_at.timestamp()),
+        filename=stored.filename,
+        purpose=stored.purpose,
+    )
