@@ -1,0 +1,122 @@
+"""A 200-line batch survives ``kill -9`` of the server: after a restart it finishes, every line
+answered exactly once, and the answers match a run without a crash (greedy decoding)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from fovea.modelgen.demo import DemoModelFiles
+from fovea.settings import Settings
+from tests.conftest import make_keys
+from tests.contract.test_reference_client import IMAGES, ROOT, _free_port, _wait_ready
+
+LINES = 200
+
+
+def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port)}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fovea.cli.main", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_ready(f"http://127.0.0.1:{port}", process, log)
+    return process
+
+
+def _input() -> bytes:
+    image = base64.b64encode((IMAGES / "house.png").read_bytes()).decode()
+    lines = []
+    for i in range(LINES):
+        content: object = f"Item {i}: the next number is"
+        if i % 25 == 0:
+            content = [
+                {"type": "text", "text": f"Picture {i}:"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+            ]
+        body = {
+            "model": "gemma-3-demo",
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": 3,
+            "temperature": 0,
+        }
+        lines.append(
+            {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+        )
+    return "\n".join(json.dumps(line) for line in lines).encode()
+
+
+def _wait(api: openai.OpenAI, batch_id: str, done: int | None = None) -> openai.types.Batch:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        batch = api.batches.retrieve(batch_id)
+        counts = batch.request_counts
+        if done is not None and counts is not None and counts.completed >= done:
+            return batch
+        if batch.status in ("completed", "failed", "cancelled", "expired"):
+            return batch
+        time.sleep(0.2)
+    raise AssertionError("the batch did not finish in time")
+
+
+def _answers(api: openai.OpenAI, batch: openai.types.Batch) -> list[tuple[str, str]]:
+    assert batch.output_file_id is not None
+    rows = [json.loads(line) for line in api.files.content(batch.output_file_id).text.splitlines()]
+    return [
+        (r["custom_id"], r["response"]["body"]["choices"][0]["message"]["content"]) for r in rows
+    ]
+
+
+@pytest.mark.slow
+def test_a_batch_survives_kill_9(tmp_path: Path, demo_model: DemoModelFiles) -> None:
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    (home / "models.toml").write_text((ROOT / "fovea" / "default_models.toml").read_text())
+    keys = make_keys(Settings(home=home))
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
+    keys.database.dispose()
+    port, log = _free_port(), home / "server.log"
+    api = openai.OpenAI(api_key=keys.api_key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+
+    server = _start(home, port, log)
+    file_id = api.files.create(file=("in.jsonl", io.BytesIO(_input())), purpose="batch").id
+    crashed = api.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    midway = _wait(api, crashed.id, done=LINES // 4)
+    assert midway.status == "in_progress"
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=30)
+
+    server = _start(home, port, log)
+    try:
+        finished = _wait(api, crashed.id)
+        assert finished.status == "completed"
+        assert finished.request_counts is not None
+        assert (finished.request_counts.total, finished.request_counts.completed) == (LINES, LINES)
+        after_crash = _answers(api, finished)
+        ids = [custom_id for custom_id, _ in after_crash]
+        assert sorted(ids) == sorted(f"req-{i}" for i in range(LINES))  # each exactly once
+
+        clean = api.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        without_crash = _answers(api, _wait(api, clean.id))
+        assert dict(after_crash) == dict(without_crash)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
