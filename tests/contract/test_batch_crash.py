@@ -120,3 +120,98 @@ def test_a_batch_survives_kill_9(tmp_path: Path, demo_model: DemoModelFiles) -> 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_multimodal_batch_and_the_cli_against_a_real_server(
+    tmp_path: Path, demo_model: DemoModelFiles
+) -> None:
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    (home / "models.toml").write_text((ROOT / "fovea" / "default_models.toml").read_text())
+    keys = make_keys(Settings(home=home))
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
+    keys.database.dispose()
+    port, log = _free_port(), home / "server.log"
+    base_url = f"http://127.0.0.1:{port}/v1"
+    api = openai.OpenAI(api_key=keys.api_key, base_url=base_url, max_retries=0)
+    image = base64.b64encode((IMAGES / "sunset.png").read_bytes()).decode()
+    rows = [
+        {
+            "request": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Describe"},
+                        {"type": "image", "image": image},
+                    ],
+                }
+            ]
+        },
+        {"request": [{"role": "system", "text": "Be brief."}, {"role": "user", "text": "Hello"}]},
+        {
+            "request": [
+                {"role": "user", "content": [{"type": "image", "image": "bm90IGFuIGltYWdl"}]}
+            ]
+        },
+    ]
+    dataset = tmp_path / "dataset.jsonl"
+    dataset.write_text("\n".join(json.dumps(r) for r in rows))
+    env = {**os.environ, "FOVEA_API_KEY": keys.api_key, "FOVEA_BASE_URL": base_url}
+    server = _start(home, port, log)
+    try:
+        submit = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fovea.cli.main",
+                "batch",
+                "submit",
+                str(dataset),
+                "--model",
+                f"gpt://{keys.folder_id}/gemma-3-demo",
+                "--wait",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert submit.returncode == 0, submit.stderr
+        batch_id = submit.stdout.strip().splitlines()[-1]
+        batch = api.batches.retrieve(batch_id)
+        assert batch.request_counts is not None
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (2, 1)
+        out = tmp_path / "out.parquet"
+        results = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fovea.cli.main",
+                "batch",
+                "results",
+                batch_id,
+                "-o",
+                str(out),
+                "--errors",
+                str(tmp_path / "errors.jsonl"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert results.returncode == 0, results.stderr
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out).to_pylist()
+        assert len(table) == 2
+        assert all(row["response"] for row in table)
+        assert json.loads(table[0]["request"]) == rows[0]["request"]  # the image survives
+        errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+        assert errors[0]["line"] == 3
+        assert "messages[0].content[0]" in json.dumps(errors[0])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
