@@ -260,3 +260,35 @@ def test_dataset_rows_get_a_response_column(client: TestClient, editor: Keys) ->
     assert [row["request"] for row in output] == [row["request"] for row in rows]
     assert str(output[0]["response"]).startswith("echo: describe images: ")
     assert output[1]["response"] == "echo: hello"
+
+
+def test_lines_left_at_expiry_are_reported_expired(client: TestClient, editor: Keys) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from fovea.store.tables import BatchRecord
+
+    api = _client(client, editor.api_key)
+    for engine in ScriptedEngine.instances:
+        engine.delay_s = 0.05
+    lines = [_line(f"id{i}", "one two three four") for i in range(30)]
+    batch = api.batches.create(
+        input_file_id=_upload(api, lines), endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    running = _wait(api, batch.id, ("in_progress",))
+    deadline = time.monotonic() + 20
+    while running.request_counts is not None and running.request_counts.completed < 1:
+        assert time.monotonic() < deadline
+        running = api.batches.retrieve(batch.id)
+    with editor.database.session() as session, session.begin():
+        record = session.get(BatchRecord, batch.id)
+        assert record is not None
+        record.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    done = _wait(api, batch.id, ("expired",))
+    assert done.expired_at is not None
+    assert done.request_counts is not None
+    finished = done.request_counts.completed
+    assert 1 <= finished < 30
+    expired = _jsonl(api, done.error_file_id)
+    assert len(expired) == 30 - finished
+    assert {row["error"]["code"] for row in expired} == {"batch_expired"}  # type: ignore[index]
+    assert len(_jsonl(api, done.output_file_id)) == finished
