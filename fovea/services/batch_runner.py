@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Errors worth retrying later rather than failing the line: the model is loading, or busy.
 TRANSIENT = (429, 503)
+LINES_PER_QUERY = 64
 
 
 class BatchRunner:
@@ -107,27 +108,30 @@ class BatchRunner:
         self.wake()
 
     async def _run_lines(self, batch: BatchInfo) -> None:
-        path = (
-            await to_thread.run_sync(self._files.get_stored, batch.input_file_id, batch.folder_id)
-        ).path
+        path = await self._input_path(batch)
         running: dict[int, asyncio.Task[None]] = {}
+        queued: list[LineRef] = []
+        checked = 0.0
         try:
             while True:
-                current = await to_thread.run_sync(self._store.reload, batch.id)
-                if current.status != "in_progress" or _now() >= current.expires_at:
-                    break
-                wanted = self._concurrency - len(running)
-                pending = partial(
-                    self._store.pending_lines, batch.id, skip=set(running), limit=wanted
-                )
-                refs = await to_thread.run_sync(pending)
-                for ref in refs:
+                if asyncio.get_running_loop().time() - checked >= self._poll_s:
+                    # A cancel or the window's end is noticed within a poll interval.
+                    current = await to_thread.run_sync(self._store.reload, batch.id)
+                    if current.status != "in_progress" or _now() >= current.expires_at:
+                        break
+                    checked = asyncio.get_running_loop().time()
+                if not queued:
+                    queued = await self._next_lines(batch, skip=set(running))
+                while queued and len(running) < self._concurrency:
+                    ref = queued.pop(0)
                     running[ref.line_number] = asyncio.create_task(self._line(batch, path, ref))
                 if not running:
                     await to_thread.run_sync(self._store.transition, batch.id, "finalizing")
                     await self._finalize(batch, "completed")
                     return
-                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    running.values(), timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED
+                )
                 for number in [n for n, task in running.items() if task in done]:
                     running.pop(number)
         finally:
@@ -135,6 +139,15 @@ class BatchRunner:
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
         self.wake()
+
+    async def _next_lines(self, batch: BatchInfo, skip: set[int]) -> list[LineRef]:
+        """Pending lines not running now, a page at a time (one query for many lines)."""
+        pending = partial(self._store.pending_lines, batch.id, skip=skip, limit=LINES_PER_QUERY)
+        return list(await to_thread.run_sync(pending))
+
+    async def _input_path(self, batch: BatchInfo) -> Path:
+        get = partial(self._files.get_stored, batch.input_file_id, batch.folder_id)
+        return (await to_thread.run_sync(get)).path
 
     async def _line(self, batch: BatchInfo, path: Path, ref: LineRef) -> None:
         raw = await to_thread.run_sync(read_line, path, ref.offset, ref.length)

@@ -94,6 +94,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, connection_record: Any) 
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL still survives a killed process (the WAL is written on commit);
+        # only a power loss can drop the last commits. Batch lines commit one by one.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
