@@ -5,16 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
 
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.api.responses import json_response
 from fovea.protocol.batches import CreateBatchRequest
 
 router = APIRouter()
-
-
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json(), media_type="application/json")
 
 
 @router.post("/v1/batches")
@@ -24,7 +20,7 @@ async def create_batch(
     principal: PrincipalDep,
     header_folder: HeaderFolderDep,
 ) -> Response:
-    return _json(await services.batches.create(principal, header_folder, body))
+    return json_response(await services.batches.create(principal, header_folder, body))
 
 
 @router.get("/v1/batches")
@@ -35,7 +31,7 @@ async def list_batches(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    return _json(
+    return json_response(
         await services.batches.list_batches(principal, header_folder, after=after, limit=limit)
     )
 
@@ -44,11 +40,11 @@ async def list_batches(
 async def retrieve_batch(
     batch_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
 ) -> Response:
-    return _json(await services.batches.get(principal, header_folder, batch_id))
+    return json_response(await services.batches.get(principal, header_folder, batch_id))
 
 
 @router.post("/v1/batches/{batch_id}/cancel")
 async def cancel_batch(
     batch_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
 ) -> Response:
-    return _json(await services.batches.cancel(principal, header_folder, batch_id))
+    return json_response(await services.batches.cancel(principal, header_folder, batch_id))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.api.responses import json_response
 from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect, sse_events
 from fovea.protocol.chat import ChatCompletionRequest
 
@@ -35,4 +36,4 @@ async def create_chat_completion(
         completion = await cancel_on_disconnect(request, run.collect())
     except ClientDisconnected:
         return Response(status_code=499)
-    return Response(completion.model_dump_json(), media_type="application/json")
+    return json_response(completion)

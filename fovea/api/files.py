@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.api.responses import json_response
 from fovea.protocol.files import FileListParams
 
 router = APIRouter()
@@ -25,7 +26,7 @@ async def upload_file(
         )
     except ClientDisconnect:
         return Response(status_code=499)
-    return _json(created.model_dump_json())
+    return json_response(created)
 
 
 @router.get("/v1/files")
@@ -36,7 +37,7 @@ async def list_files(
     header_folder: HeaderFolderDep,
 ) -> Response:
     files = await services.files.list(principal, header_folder, params)
-    return _json(files.model_dump_json())
+    return json_response(files)
 
 
 @router.get("/v1/files/{file_id}")
@@ -44,7 +45,7 @@ async def retrieve_file(
     file_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
 ) -> Response:
     file = await services.files.retrieve(principal, header_folder, file_id)
-    return _json(file.model_dump_json())
+    return json_response(file)
 
 
 @router.get("/v1/files/{file_id}/content")
@@ -64,8 +65,4 @@ async def delete_file(
     file_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
 ) -> Response:
     deleted = await services.files.delete(principal, header_folder, file_id)
-    return _json(deleted.model_dump_json())
-
-
-def _json(body: str) -> Response:
-    return Response(body, media_type="application/json")
+    return json_response(deleted)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from fovea.api.deps import ServicesDep
+from fovea.api.responses import json_response
 
 router = APIRouter()
 
 
 @router.get("/healthz")
 async def healthz(services: ServicesDep) -> Response:
-    return Response(services.models.health().model_dump_json(), media_type="application/json")
+    return json_response(services.models.health())
 
 
 @router.get("/readyz")
@@ -19,6 +20,4 @@ async def readyz(services: ServicesDep) -> Response:
     health = services.models.health()
     status = 200 if health.status == "ok" else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
-    return Response(
-        health.model_dump_json(), status_code=status, media_type="application/json", headers=headers
-    )
+    return json_response(health, status_code=status, headers=headers)

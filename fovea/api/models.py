@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.api.responses import json_response
 
 router = APIRouter()
 
@@ -14,4 +15,4 @@ async def list_models(
     services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
 ) -> Response:
     models = await services.models.list(principal, header_folder)
-    return Response(models.model_dump_json(), media_type="application/json")
+    return json_response(models)

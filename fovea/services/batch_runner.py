@@ -90,12 +90,10 @@ class BatchRunner:
             await self._finalize(batch, "completed")
 
     async def _validate(self, batch: BatchInfo) -> None:
-        stored = await to_thread.run_sync(
-            self._files.get_stored, batch.input_file_id, batch.folder_id
-        )
+        path = await self._input_path(batch)
         checked = await to_thread.run_sync(
             lambda: check_input(
-                stored.path,
+                path,
                 input_format=batch.input_format,
                 endpoint=batch.endpoint,
                 model=batch.model,
@@ -186,10 +184,8 @@ class BatchRunner:
         await self._finalize(batch, status)
 
     async def _finalize(self, batch: BatchInfo, final_status: str) -> None:
-        stored = await to_thread.run_sync(
-            self._files.get_stored, batch.input_file_id, batch.folder_id
-        )
-        output_id, error_id = await to_thread.run_sync(self._write_files, batch, stored.path)
+        path = await self._input_path(batch)
+        output_id, error_id = await to_thread.run_sync(self._write_files, batch, path)
         await to_thread.run_sync(
             lambda: self._store.transition(
                 batch.id, final_status, output_file_id=output_id, error_file_id=error_id
