@@ -20,7 +20,7 @@ from anyio import to_thread
 from pydantic import ValidationError
 
 from fovea.engine.types import Priority
-from fovea.errors import FoveaError, InvalidRequestError
+from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam.apikeys import GENERATION_SCOPES
 from fovea.iam.types import Principal
 from fovea.protocol.chat import ChatCompletionRequest
@@ -74,7 +74,13 @@ class BatchRunner:
 
     async def step(self) -> None:
         for batch in await to_thread.run_sync(self._store.active):
-            await self._advance(batch)
+            try:
+                await self._advance(batch)
+            except NotFoundError as exc:  # the input file was deleted under the batch
+                error = {"code": "input_file_missing", "message": exc.message}
+                await to_thread.run_sync(self._store.fail, batch.id, [error])
+            except Exception:  # one batch's trouble must not hold up the others
+                log.exception("batch %s: step failed; it is retried at the next poll", batch.id)
 
     async def _advance(self, batch: BatchInfo) -> None:
         if batch.status == "validating":
@@ -131,7 +137,7 @@ class BatchRunner:
                     running.values(), timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED
                 )
                 for number in [n for n, task in running.items() if task in done]:
-                    running.pop(number)
+                    running.pop(number).result()  # a line's unexpected failure stops the batch
         finally:
             for task in running.values():
                 task.cancel()
@@ -148,7 +154,10 @@ class BatchRunner:
         return (await to_thread.run_sync(get)).path
 
     async def _line(self, batch: BatchInfo, path: Path, ref: LineRef) -> None:
-        raw = await to_thread.run_sync(read_line, path, ref.offset, ref.length)
+        try:
+            raw = await to_thread.run_sync(read_line, path, ref.offset, ref.length)
+        except OSError as exc:
+            raise NotFoundError(f"The batch's input file can no longer be read: {exc}") from exc
         result = await self._answer(batch, raw, ref)
         if result is None:  # transient: the line stays pending and is tried again
             await asyncio.sleep(self._poll_s)

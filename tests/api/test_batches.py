@@ -292,3 +292,19 @@ def test_lines_left_at_expiry_are_reported_expired(client: TestClient, editor: K
     assert len(expired) == 30 - finished
     assert {row["error"]["code"] for row in expired} == {"batch_expired"}  # type: ignore[index]
     assert len(_jsonl(api, done.output_file_id)) == finished
+
+
+def test_deleting_the_input_file_fails_the_batch_clearly(client: TestClient, editor: Keys) -> None:
+    api = _client(client, editor.api_key)
+    for engine in ScriptedEngine.instances:
+        engine.delay_s = 0.05
+    file_id = _upload(api, [_line(f"id{i}", "one two three") for i in range(30)])
+    batch = api.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    _wait(api, batch.id, ("in_progress",))
+    api.files.delete(file_id)
+    done = _wait(api, batch.id, ("failed", "completed"))
+    assert done.status == "failed"
+    assert done.errors is not None
+    assert done.errors.data[0].code == "input_file_missing"
