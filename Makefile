@@ -37,6 +37,7 @@ test: install-test
 
 lint: install-test
 	$(BIN)/ruff check fovea tests bench examples
+	$(BIN)/ruff format --check fovea tests bench examples
 	$(BIN)/mypy
 
 bench: install-test
