@@ -308,3 +308,35 @@ def test_deleting_the_input_file_fails_the_batch_clearly(client: TestClient, edi
     assert done.status == "failed"
     assert done.errors is not None
     assert done.errors.data[0].code == "input_file_missing"
+
+
+def test_more_bad_batch_requests(client: TestClient, editor: Keys) -> None:
+    headers = {"Authorization": f"Bearer {editor.api_key}"}
+    file_id = _upload(_client(client, editor.api_key), [_line("a", "hi")])
+    too_much = {f"k{i}": "v" for i in range(17)}
+    cases = [
+        (
+            {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "metadata": too_much},
+            "metadata",
+        ),
+        ({"endpoint": "/v1/chat/completions"}, "input_file_id"),
+        (
+            {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "input_format": "xml"},
+            "input_format",
+        ),
+        (
+            {"input_file_id": file_id, "endpoint": "/v1/chat/completions", "model": "gpt:/bad"},
+            "model URI",
+        ),
+    ]
+    for body, fragment in cases:
+        response = client.post("/v1/batches", json=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert fragment in response.json()["error"]["message"]
+    bad_json = client.post(
+        "/v1/batches", content=b"{", headers={**headers, "Content-Type": "application/json"}
+    )
+    assert bad_json.status_code == 400
+    assert client.get("/v1/batches?limit=0", headers=headers).status_code == 400
+    assert client.get("/v1/batches/batch_nope", headers=headers).status_code == 404
+    assert client.post("/v1/batches/batch_nope/cancel", headers=headers).status_code == 404
