@@ -51,6 +51,17 @@ def _wait(api: openai.OpenAI, batch_id: str, statuses: tuple[str, ...]) -> opena
     raise AssertionError(f"batch stuck in {batch.status}")
 
 
+def _until_completed(api: openai.OpenAI, batch_id: str, lines: int) -> None:
+    """Wait until the running batch has finished ``lines`` lines."""
+    _wait(api, batch_id, ("in_progress",))
+    deadline = time.monotonic() + 20
+    while (counts := api.batches.retrieve(batch_id).request_counts) is None or (
+        counts.completed < lines
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def _jsonl(api: openai.OpenAI, file_id: str | None) -> list[dict[str, object]]:
     assert file_id is not None
     return [json.loads(line) for line in api.files.content(file_id).text.splitlines()]
@@ -169,11 +180,7 @@ def test_cancel_keeps_finished_lines(client: TestClient, editor: Keys) -> None:
     batch = api.batches.create(
         input_file_id=_upload(api, lines), endpoint="/v1/chat/completions", completion_window="24h"
     )
-    running = _wait(api, batch.id, ("in_progress",))
-    deadline = time.monotonic() + 20
-    while running.request_counts is not None and running.request_counts.completed < 2:
-        assert time.monotonic() < deadline
-        running = api.batches.retrieve(batch.id)
+    _until_completed(api, batch.id, 2)
     cancelling = api.batches.cancel(batch.id)
     assert cancelling.status in ("cancelling", "cancelled")
     done = _wait(api, batch.id, ("cancelled",))
@@ -274,11 +281,7 @@ def test_lines_left_at_expiry_are_reported_expired(client: TestClient, editor: K
     batch = api.batches.create(
         input_file_id=_upload(api, lines), endpoint="/v1/chat/completions", completion_window="24h"
     )
-    running = _wait(api, batch.id, ("in_progress",))
-    deadline = time.monotonic() + 20
-    while running.request_counts is not None and running.request_counts.completed < 1:
-        assert time.monotonic() < deadline
-        running = api.batches.retrieve(batch.id)
+    _until_completed(api, batch.id, 1)
     with editor.database.session() as session, session.begin():
         record = session.get(BatchRecord, batch.id)
         assert record is not None

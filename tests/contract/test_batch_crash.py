@@ -18,10 +18,22 @@ import pytest
 
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
-from tests.conftest import make_keys
+from tests.conftest import Keys, make_keys
 from tests.contract.test_reference_client import IMAGES, ROOT, _free_port, _wait_ready
 
 LINES = 200
+
+
+def _editor_home(tmp_path: Path, demo_model: DemoModelFiles) -> tuple[Path, Keys]:
+    """A Fovea home on the shipped catalog, and a key whose account is an editor there."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    (home / "models.toml").write_text((ROOT / "fovea" / "default_models.toml").read_text())
+    keys = make_keys(Settings(home=home))
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
+    keys.database.dispose()
+    return home, keys
 
 
 def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -82,13 +94,7 @@ def _answers(api: openai.OpenAI, batch: openai.types.Batch) -> list[tuple[str, s
 
 @pytest.mark.slow
 def test_a_batch_survives_kill_9(tmp_path: Path, demo_model: DemoModelFiles) -> None:
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
-    (home / "models.toml").write_text((ROOT / "fovea" / "default_models.toml").read_text())
-    keys = make_keys(Settings(home=home))
-    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
-    keys.database.dispose()
+    home, keys = _editor_home(tmp_path, demo_model)
     port, log = _free_port(), home / "server.log"
     api = openai.OpenAI(api_key=keys.api_key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
 
@@ -126,13 +132,7 @@ def test_a_batch_survives_kill_9(tmp_path: Path, demo_model: DemoModelFiles) -> 
 def test_multimodal_batch_and_the_cli_against_a_real_server(
     tmp_path: Path, demo_model: DemoModelFiles
 ) -> None:
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
-    (home / "models.toml").write_text((ROOT / "fovea" / "default_models.toml").read_text())
-    keys = make_keys(Settings(home=home))
-    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
-    keys.database.dispose()
+    home, keys = _editor_home(tmp_path, demo_model)
     port, log = _free_port(), home / "server.log"
     base_url = f"http://127.0.0.1:{port}/v1"
     api = openai.OpenAI(api_key=keys.api_key, base_url=base_url, max_retries=0)
