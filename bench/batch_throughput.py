@@ -25,8 +25,7 @@ import openai
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.chat_overhead import WORK, start_fovea, templated_model  # noqa: E402
-from fovea.modelgen.demo import prepare_demo_model  # noqa: E402
+from bench.chat_overhead import bench_files, start_fovea  # noqa: E402
 from fovea.settings import Settings  # noqa: E402
 
 IMAGES = ROOT / "examples" / "images"
@@ -93,12 +92,10 @@ def main() -> None:
     )
     parser.add_argument("--lines", type=int, default=200)
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    files = prepare_demo_model(WORK / "models")
-    model = templated_model(files)
+    model, mmproj = bench_files()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        process, chat_url, headers = start_fovea(model, files.mmproj, home)
+        process, chat_url, headers = start_fovea(model, mmproj, home)
         try:
             grant_editor(home)
             base = chat_url.removesuffix("/chat/completions")

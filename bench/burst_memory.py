@@ -28,12 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.chat_overhead import (  # noqa: E402
-    WORK,
+    bench_files,
     start_fovea,
     start_llama_cpp_server,
-    templated_model,
 )
-from fovea.modelgen.demo import prepare_demo_model  # noqa: E402
 
 
 def noise_png(megabytes: float = 4.0) -> bytes:
@@ -101,9 +99,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    files = prepare_demo_model(WORK / "models")
-    model = templated_model(files)
+    model, mmproj = bench_files()
     image = noise_png()
     results: dict[str, dict[str, object]] = {}
     budgets = {
@@ -118,7 +114,7 @@ def main() -> None:
             if budget is not None:
                 os.environ["FOVEA_MAX_INFLIGHT_REQUEST_BYTES"] = str(budget)
                 os.environ["FOVEA_ADMISSION_WAIT_S"] = "120"
-            process, url, headers = start_fovea(model, files.mmproj, Path(tmp))
+            process, url, headers = start_fovea(model, mmproj, Path(tmp))
             try:
                 results[name] = measure(
                     process.pid, url, "gemma-3-demo", headers, image, args.requests
@@ -129,7 +125,7 @@ def main() -> None:
                 os.environ.pop("FOVEA_MAX_INFLIGHT_REQUEST_BYTES", None)
                 os.environ.pop("FOVEA_ADMISSION_WAIT_S", None)
     with tempfile.TemporaryDirectory() as tmp:
-        process, url = start_llama_cpp_server(model, files.mmproj, Path(tmp))
+        process, url = start_llama_cpp_server(model, mmproj, Path(tmp))
         try:
             results["llama_cpp.server"] = measure(process.pid, url, "x", {}, image, args.requests)
         finally:

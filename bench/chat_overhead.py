@@ -73,6 +73,13 @@ def scenario(name: str, take: int) -> list[dict[str, object]]:
     ]
 
 
+def bench_files() -> tuple[Path, Path]:
+    """The benches' model files: the templated 270M GGUF and the demo mmproj (built once)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    files = prepare_demo_model(WORK / "models")
+    return templated_model(files), files.mmproj
+
+
 def templated_model(files: DemoModelFiles) -> Path:
     """The 270M GGUF with Gemma 3's chat template in its metadata (built once, cached)."""
     target = WORK / "gemma-3-270m-with-template.gguf"
@@ -287,18 +294,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    files = prepare_demo_model(WORK / "models")
-    model = templated_model(files)
+    model, mmproj = bench_files()
     results: dict[str, dict[str, list[Sample]]] = {}
 
-    run, close = direct_runner(model, files.mmproj, args.max_tokens)
+    run, close = direct_runner(model, mmproj, args.max_tokens)
     results["llama-cpp-python, direct call"] = measure(run, args.runs)
     close()
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        fovea, url, headers = start_fovea(model, files.mmproj, home)
+        fovea, url, headers = start_fovea(model, mmproj, home)
         try:
             results["Fovea (HTTP, streaming)"] = measure(
                 http_runner(url, "gemma-3-demo", args.max_tokens, headers), args.runs
@@ -306,7 +311,7 @@ def main() -> None:
         finally:
             fovea.terminate()
             fovea.wait(30)
-        server, url = start_llama_cpp_server(model, files.mmproj, home)
+        server, url = start_llama_cpp_server(model, mmproj, home)
         try:
             results["llama_cpp.server (HTTP, streaming)"] = measure(
                 http_runner(url, "x", args.max_tokens, {}), args.runs

@@ -29,11 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.chat_overhead import (  # noqa: E402
     WORK,
+    bench_files,
     start_fovea,
     start_llama_cpp_server,
-    templated_model,
 )
-from fovea.modelgen.demo import prepare_demo_model  # noqa: E402
 from fovea.modelgen.mmproj import FULL_SIZE_SHAPE, write_random_mmproj  # noqa: E402
 
 PHOTO = ROOT / "examples" / "images" / "sunset.png"
@@ -120,8 +119,7 @@ def main() -> None:
     )
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    model = templated_model(prepare_demo_model(WORK / "models"))
+    model, _ = bench_files()
     mmproj = full_size_mmproj()
     results: dict[str, list[tuple[str, float, dict[str, object]]]] = {}
     with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=600) as client:
