@@ -252,9 +252,10 @@ class ChatService:
     async def _messages(
         self, messages: list[wire.ChatMessage], capabilities: Capabilities
     ) -> tuple[Message, ...]:
+        parts_of = [_parts(message, i) for i, message in enumerate(messages)]
         wanted: list[ImageRequest] = []
-        for i, message in enumerate(messages):
-            for j, part in enumerate(_parts(message, i)):
+        for i, message_parts in enumerate(parts_of):
+            for j, part in enumerate(message_parts):
                 if isinstance(part, wire.ImageContentPart):
                     detail = part.image_url.detail
                     wanted.append(
@@ -267,12 +268,12 @@ class ChatService:
                     )
         decoded = iter(await self._images.decode_all(wanted))
         result = []
-        for i, message in enumerate(messages):
+        for message, message_parts in zip(messages, parts_of, strict=True):
             parts = tuple(
                 TextPart(p.text)
                 if isinstance(p, wire.TextContentPart)
                 else ImagePart(next(decoded))
-                for p in _parts(message, i)
+                for p in message_parts
             )
             role = "system" if message.role in ("system", "developer") else message.role
             result.append(Message(role, parts))  # type: ignore[arg-type]
