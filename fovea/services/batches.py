@@ -49,8 +49,11 @@ class BatchService:
                 principal, uri_folder=parse_model_uri(body.model).folder_id, header_folder=None
             )
         stored = await to_thread.run_sync(self._files.get_stored, body.input_file_id, folder_id)
-        sniffed: str = await to_thread.run_sync(_sniff, stored.path)
-        input_format = body.input_format or sniffed
+        input_format: str
+        if body.input_format is not None:
+            input_format = body.input_format
+        else:
+            input_format = await to_thread.run_sync(_sniff, stored.path)
         if input_format == "dataset" and body.model is None:
             raise InvalidRequestError(
                 "The input file holds dataset rows, which name no model: pass 'model' "
