@@ -30,8 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fovea.engine.chat_template import GEMMA3_TEMPLATE  # noqa: E402
-from fovea.modelgen.demo import DemoModelFiles, prepare_demo_model  # noqa: E402
+from fovea.modelgen.demo import prepare_demo_model, templated_text_model  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 IMAGES = ROOT / "examples" / "images"
@@ -77,31 +76,7 @@ def bench_files() -> tuple[Path, Path]:
     """The benches' model files: the templated 270M GGUF and the demo mmproj (built once)."""
     WORK.mkdir(parents=True, exist_ok=True)
     files = prepare_demo_model(WORK / "models")
-    return templated_model(files), files.mmproj
-
-
-def templated_model(files: DemoModelFiles) -> Path:
-    """The 270M GGUF with Gemma 3's chat template in its metadata (built once, cached)."""
-    target = WORK / "gemma-3-270m-with-template.gguf"
-    if not target.exists():
-        from gguf.scripts import gguf_new_metadata
-
-        partial = target.with_suffix(".partial")
-        argv = sys.argv
-        sys.argv = [
-            "gguf_new_metadata",
-            str(files.model),
-            str(partial),
-            "--chat-template",
-            GEMMA3_TEMPLATE,
-            "--force",
-        ]
-        try:
-            gguf_new_metadata.main()
-        finally:
-            sys.argv = argv
-        partial.replace(target)
-    return target
+    return templated_text_model(files), files.mmproj
 
 
 def timed(request: Callable[[], Iterator[str]]) -> Sample:

@@ -18,7 +18,9 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── MethodNotAllowedError (405)
     ├── PayloadTooLargeError (413)   body or image over a configured limit
     ├── RateLimitError (429)
+    ├── UpstreamError (502)          an upstream replica failed or answered garbage
     ├── ModelNotReadyError (503)     model loading or failed to load
+    │   └── NoReplicaError           every replica of an upstream deployment is down
     ├── GenerationTimeoutError (504)
     └── EngineError (500)            the engine failed on valid input: a bug, logged
 
@@ -132,10 +134,20 @@ class RateLimitError(FoveaError):
     default_code = "rate_limit_exceeded"
 
 
+class UpstreamError(FoveaError):
+    status_code = 502
+    error_type = "server_error"
+    default_code = "upstream_error"
+
+
 class ModelNotReadyError(FoveaError):
     status_code = 503
     error_type = "server_error"
     default_code = "model_not_ready"
+
+
+class NoReplicaError(ModelNotReadyError):
+    default_code = "no_healthy_replica"
 
 
 class GenerationTimeoutError(FoveaError):

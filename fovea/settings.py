@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -108,13 +110,61 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home / 'fovea.db'}"
 
 
-class BranchFiles(BaseModel):
-    """The files one branch of a deployment serves."""
+class ReplicaConfig(BaseModel):
+    """One replica of an upstream deployment: an OpenAI-compatible server Fovea forwards to."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Path
+    # The replica's OpenAI base URL, e.g. http://10.0.0.11:8000/v1.
+    url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    # The model name that replica expects in requests (vllm --served-model-name).
+    model: str = Field(min_length=1)
+    # The environment variable holding the replica's API key; keys never live in the catalog.
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    _api_key: str | None = PrivateAttr(default=None)
+
+    @property
+    def api_key(self) -> str | None:
+        return self._api_key
+
+
+class BranchConfig(BaseModel):
+    """What one branch of a deployment serves: model files (llamacpp) or replicas (upstream)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path | None = None
     mmproj: Path | None = None
+    replicas: list[ReplicaConfig] = []
+
+
+class UpstreamOptions(BaseModel):
+    """How Fovea talks to an upstream deployment's replicas (see docs/deploy.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    # The longest silence allowed between two bytes of an answer (streamed or not).
+    read_timeout_s: float = Field(default=120.0, gt=0)
+    probe_interval_s: float = Field(default=5.0, gt=0)
+    probe_timeout_s: float = Field(default=2.0, gt=0)
+    # Consecutive failures (5xx, broken streams) before a replica is ejected; a refused
+    # connection ejects it at once.
+    max_failures: int = Field(default=3, ge=1)
+    # An ejected replica waits this long, then must pass a probe to be re-admitted.
+    cooldown_s: float = Field(default=10.0, ge=0)
+    # Replicas a request may be tried on before its first byte reaches the client.
+    max_attempts: int = Field(default=3, ge=1)
+    # Send a conversation's next turn and a repeated image to the replica that served them...
+    affinity: bool = True
+    # ...unless that replica has this many more requests in flight than the least loaded one.
+    affinity_slack: int = Field(default=8, ge=0)
+    # Read vLLM's load gauges (vllm:num_requests_running / _waiting) from <root>/metrics.
+    metrics: bool = False
+    # Pooled keep-alive connections per replica.
+    max_connections: int = Field(default=256, ge=1)
+    # Forwarded images are re-encoded as JPEG at this quality.
+    jpeg_quality: int = Field(default=90, ge=1, le=100)
 
 
 class DeploymentConfig(BaseModel):
@@ -123,7 +173,7 @@ class DeploymentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
-    backend: Literal["llamacpp"] = "llamacpp"
+    backend: Literal["llamacpp", "upstream"] = "llamacpp"
     description: str = ""
     owned_by: str = "fovea"
     context_length: int = Field(default=4096, ge=64)
@@ -139,13 +189,36 @@ class DeploymentConfig(BaseModel):
     image_cache_mb: int = Field(default=256, ge=0)
     # Reuse the KV cache for a prompt's prefix shared with the previous request.
     prefix_cache: bool = True
-    branches: dict[Branch, BranchFiles]
+    # What Fovea cannot discover from a remote engine (upstream only; llamacpp reads the mmproj):
+    # whether it takes images, its encoder's input size (images are forwarded with their
+    # shorter side at this size) and the prompt tokens an image view costs (for usage).
+    vision: bool = False
+    image_size: int = Field(default=896, ge=16)
+    image_tokens: int = Field(default=256, ge=0)
+    upstream: UpstreamOptions = Field(default_factory=UpstreamOptions)
+    branches: dict[Branch, BranchConfig]
 
     @model_validator(mode="after")
-    def _needs_latest(self) -> DeploymentConfig:
+    def _check_branches(self) -> DeploymentConfig:
         if "latest" not in self.branches:
             raise ValueError(f"deployment {self.name!r} has no 'latest' branch")
+        for branch, config in self.branches.items():
+            where = f"deployment {self.name!r}, branch {branch!r}"
+            if self.backend == "llamacpp" and (config.model is None or config.replicas):
+                raise ValueError(f"{where}: a llamacpp branch needs 'model' and no 'replicas'")
+            if self.backend == "upstream" and (
+                not config.replicas or config.model is not None or config.mmproj is not None
+            ):
+                raise ValueError(
+                    f"{where}: an upstream branch needs at least one entry in 'replicas' "
+                    "and no 'model' or 'mmproj' files"
+                )
         return self
+
+    def accepts_images(self, branch: BranchConfig) -> bool:
+        if self.backend == "upstream":
+            return self.vision
+        return branch.mmproj is not None
 
 
 class CatalogConfig(BaseModel):
@@ -177,11 +250,26 @@ def load_catalog(settings: Settings) -> CatalogConfig:
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise CatalogFileError(f"model catalog {path} is invalid: {exc}") from exc
     for deployment in catalog.deployments:
-        for files in deployment.branches.values():
-            files.model = _resolve(settings.models_dir, files.model)
-            if files.mmproj is not None:
-                files.mmproj = _resolve(settings.models_dir, files.mmproj)
+        for branch in deployment.branches.values():
+            if branch.model is not None:
+                branch.model = _resolve(settings.models_dir, branch.model)
+            if branch.mmproj is not None:
+                branch.mmproj = _resolve(settings.models_dir, branch.mmproj)
+            for replica in branch.replicas:
+                replica._api_key = _replica_key(path, deployment.name, replica)
     return catalog
+
+
+def _replica_key(path: Path, deployment: str, replica: ReplicaConfig) -> str | None:
+    if replica.api_key_env is None:
+        return None
+    key = os.environ.get(replica.api_key_env)
+    if not key:
+        raise CatalogFileError(
+            f"model catalog {path}: deployment {deployment!r} replica {replica.url} takes its "
+            f"API key from the environment variable {replica.api_key_env}, which is not set"
+        )
+    return key
 
 
 def _resolve(base: Path, path: Path) -> Path:

@@ -13,10 +13,11 @@ from fovea.engine.types import (
     GenerationChunk,
     GenerationRequest,
     ImagePart,
+    ReplicaInfo,
     TextPart,
     Usage,
 )
-from fovea.settings import BranchFiles, DeploymentConfig
+from fovea.settings import BranchConfig, DeploymentConfig
 
 IMAGE_TOKENS = 16
 
@@ -29,7 +30,7 @@ class ScriptedEngine:
 
     instances: ClassVar[list[ScriptedEngine]] = []
 
-    def __init__(self, deployment: DeploymentConfig, files: BranchFiles) -> None:
+    def __init__(self, deployment: DeploymentConfig, files: BranchConfig) -> None:
         self.capabilities = Capabilities(
             vision=files.mmproj is not None,
             max_images=deployment.max_images,
@@ -50,6 +51,10 @@ class ScriptedEngine:
     @property
     def failure(self) -> str | None:
         return None
+
+    @property
+    def replicas(self) -> tuple[ReplicaInfo, ...]:
+        return ()
 
     async def start(self) -> None:
         self._state = "loading"

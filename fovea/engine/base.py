@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Literal, Protocol
 
-from fovea.engine.types import Capabilities, EngineStats, GenerationChunk, GenerationRequest
+from fovea.engine.types import (
+    Capabilities,
+    EngineStats,
+    GenerationChunk,
+    GenerationRequest,
+    ReplicaInfo,
+)
 
 EngineState = Literal["stopped", "loading", "ready", "failed"]
 
@@ -26,6 +32,10 @@ class Engine(Protocol):
 
     @property
     def failure(self) -> str | None: ...
+
+    @property
+    def replicas(self) -> tuple[ReplicaInfo, ...]:
+        """The remote replicas behind this engine (none for an in-process model)."""
 
     async def start(self) -> None:
         """Load the model; returns when it is ready, raises ModelNotReadyError if it failed."""

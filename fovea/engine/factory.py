@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from fovea.engine.base import Engine
-from fovea.settings import BranchFiles, DeploymentConfig
+from fovea.settings import BranchConfig, DeploymentConfig
 
 
-def create_engine(deployment: DeploymentConfig, files: BranchFiles) -> Engine:
+def create_engine(deployment: DeploymentConfig, branch: BranchConfig) -> Engine:
     if deployment.backend == "llamacpp":
         from fovea.engine.llamacpp import LlamaCppConfig, LlamaCppEngine
 
+        assert branch.model is not None  # checked when the catalog was read
         return LlamaCppEngine(
             LlamaCppConfig(
                 name=deployment.name,
-                model_path=files.model,
-                mmproj_path=files.mmproj,
+                model_path=branch.model,
+                mmproj_path=branch.mmproj,
                 context_length=deployment.context_length,
                 n_threads=deployment.n_threads,
                 n_gpu_layers=deployment.n_gpu_layers,
@@ -23,6 +24,25 @@ def create_engine(deployment: DeploymentConfig, files: BranchFiles) -> Engine:
                 max_images=deployment.max_images,
                 image_cache_bytes=deployment.image_cache_mb * 1024 * 1024,
                 prefix_cache=deployment.prefix_cache,
+            )
+        )
+    if deployment.backend == "upstream":
+        from fovea.engine.upstream import ReplicaSpec, UpstreamConfig, UpstreamEngine
+
+        options = deployment.upstream
+        return UpstreamEngine(
+            UpstreamConfig(
+                name=deployment.name,
+                replicas=tuple(
+                    ReplicaSpec(url=r.url, model=r.model, api_key=r.api_key)
+                    for r in branch.replicas
+                ),
+                vision=deployment.vision,
+                max_images=deployment.max_images,
+                context_length=deployment.context_length,
+                image_size=deployment.image_size,
+                image_tokens=deployment.image_tokens,
+                **options.model_dump(),
             )
         )
     raise ValueError(f"unknown backend {deployment.backend!r}")

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field, replace
 from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE
-from fovea.engine.types import Capabilities, EngineStats, GenerationChunk, GenerationRequest
+from fovea.engine.types import (
+    Capabilities,
+    EngineStats,
+    GenerationChunk,
+    GenerationRequest,
+    ReplicaInfo,
+)
 from fovea.errors import EngineError, FoveaError, ModelNotReadyError
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,10 @@ class LlamaCppEngine:
     @property
     def failure(self) -> str | None:
         return self._failure
+
+    @property
+    def replicas(self) -> tuple[ReplicaInfo, ...]:
+        return ()
 
     async def start(self) -> None:
         if self._loaded is None:

@@ -75,6 +75,9 @@ class GenerationRequest:
     # Used when the client sets no max_tokens; capped by what the context has left.
     default_max_tokens: int = 512
     priority: Priority = Priority.INTERACTIVE
+    # Whether chunks reach the client as they come. When False nothing is seen before the end,
+    # so a backend may retry a failed generation whole (an upstream on another replica).
+    streamed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +129,19 @@ class EngineStats:
     image_cache_misses: int = 0
     image_cache_bytes: int = 0
     image_cache_entries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """One upstream replica as health checks show it."""
+
+    url: str
+    model: str
+    state: str  # "up" or "down"
+    in_flight: int
+    served: int
+    failures: int  # consecutive, since the last success
+    busy: bool  # its last probe timed out: alive but not answering quickly
+    last_error: str | None = None
+    running: int | None = None  # the engine's own gauges, when scraped
+    waiting: int | None = None

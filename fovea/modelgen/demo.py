@@ -8,6 +8,8 @@ Idempotent: files already in place (and a matching stamp) are left alone.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +51,36 @@ def prepare_demo_model(models_dir: Path) -> DemoModelFiles:
         write_random_mmproj(files.mmproj, _DEMO_SHAPE, seed=_DEMO_SEED)
         stamp.write_text(json.dumps(wanted), encoding="utf-8")
     return files
+
+
+def templated_text_model(files: DemoModelFiles) -> Path:
+    """A copy of the demo's text GGUF with Gemma 3's chat template in its metadata (built once).
+
+    Other engines need the template there: llama_cpp.server (``--chat_format mtmd``) refuses
+    every chat request without it, llama-server falls back to a wrong one. Fovea renders the
+    template itself and serves the original file.
+    """
+    from fovea.engine.chat_template import GEMMA3_TEMPLATE
+
+    target = files.model.with_name(files.model.stem + "-with-template.gguf")
+    if not target.exists():
+        partial = target.with_suffix(".partial")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gguf.scripts.gguf_new_metadata",
+                str(files.model),
+                str(partial),
+                "--chat-template",
+                GEMMA3_TEMPLATE,
+                "--force",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        partial.replace(target)
+    return target
 
 
 def _read_json(path: Path) -> object:

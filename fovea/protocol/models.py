@@ -26,6 +26,19 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
+class ReplicaStatus(BaseModel):
+    url: str
+    model: str
+    state: Literal["up", "down"]
+    in_flight: int
+    served: int
+    failures: int
+    busy: bool
+    last_error: str | None = None
+    running: int | None = None
+    waiting: int | None = None
+
+
 class EngineStatus(BaseModel):
     model: str
     branch: str
@@ -39,6 +52,8 @@ class EngineStatus(BaseModel):
     image_cache_misses: int = 0
     image_cache_bytes: int = 0
     image_cache_entries: int = 0
+    # Upstream deployments: each replica's state (empty for in-process models).
+    replicas: list[ReplicaStatus] = []
 
 
 class HealthStatus(BaseModel):

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from fovea.errors import ModelNotFoundError, ModelUriError
-from fovea.settings import BRANCHES, BranchFiles, CatalogConfig, DeploymentConfig
+from fovea.settings import BRANCHES, BranchConfig, CatalogConfig, DeploymentConfig
 
 _NAME = r"[a-z0-9][a-z0-9._-]{0,62}"
 _URI = re.compile(
@@ -50,7 +50,7 @@ def parse_model_uri(value: str) -> ModelUri:
 class ResolvedModel:
     deployment: DeploymentConfig
     branch: str
-    files: BranchFiles
+    config: BranchConfig
 
 
 class Catalog:
@@ -71,14 +71,14 @@ class Catalog:
                 f"to it. Available models: {', '.join(sorted(self._deployments)) or 'none'}",
                 param="model",
             )
-        files = deployment.branches.get(uri.branch)  # type: ignore[call-overload]
-        if files is None:
+        config = deployment.branches.get(uri.branch)  # type: ignore[call-overload]
+        if config is None:
             raise ModelNotFoundError(
                 f"The model {uri.name} has no branch {uri.branch!r}; available: "
                 f"{', '.join(deployment.branches)}",
                 param="model",
             )
-        return ResolvedModel(deployment=deployment, branch=uri.branch, files=files)
+        return ResolvedModel(deployment=deployment, branch=uri.branch, config=config)
 
     def resolve_key(self, name: str, branch: str) -> ResolvedModel:
         deployment = self._deployments[name]
@@ -86,7 +86,7 @@ class Catalog:
 
     def all_branches(self) -> list[ResolvedModel]:
         return [
-            ResolvedModel(deployment=d, branch=branch, files=files)
+            ResolvedModel(deployment=d, branch=branch, config=config)
             for d in self._deployments.values()
-            for branch, files in d.branches.items()
+            for branch, config in d.branches.items()
         ]

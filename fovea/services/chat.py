@@ -247,6 +247,7 @@ class ChatService:
             response_format=_response_format(body.response_format),
             default_max_tokens=min(deployment.default_max_tokens, deployment.max_output_tokens),
             priority=priority,
+            streamed=body.stream,
         )
 
     async def _messages(

@@ -22,7 +22,7 @@ from fovea.services.files import FileService
 from fovea.services.images import ImageIntake
 from fovea.services.models import ModelsService
 from fovea.services.quotas import FolderConcurrency
-from fovea.settings import BranchFiles, CatalogConfig, DeploymentConfig, Settings
+from fovea.settings import BranchConfig, CatalogConfig, DeploymentConfig, Settings
 from fovea.store.database import Database
 
 
@@ -51,7 +51,7 @@ class Services:
         self.database.dispose()
 
 
-EngineFactory = Callable[[DeploymentConfig, BranchFiles], Engine]
+EngineFactory = Callable[[DeploymentConfig, BranchConfig], Engine]
 
 
 def build_services(
@@ -65,7 +65,7 @@ def build_services(
 
     def factory(key: EngineKey) -> Engine:
         model = catalog.resolve_key(key.model, key.branch)
-        return engine_factory(model.deployment, model.files)
+        return engine_factory(model.deployment, model.config)
 
     engines = EngineRegistry(factory)
     access = AccessControl(IamService(database))

@@ -7,7 +7,13 @@ from dataclasses import asdict
 from fovea.engine.registry import EngineKey, EngineRegistry
 from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
-from fovea.protocol.models import EngineStatus, HealthStatus, ModelList, ModelObject
+from fovea.protocol.models import (
+    EngineStatus,
+    HealthStatus,
+    ModelList,
+    ModelObject,
+    ReplicaStatus,
+)
 from fovea.services.access import AccessControl
 from fovea.services.catalog import Catalog
 
@@ -29,6 +35,7 @@ class ModelsService:
         for model in self._catalog.all_branches():
             deployment = model.deployment
             engine = engines.get(EngineKey(deployment.name, model.branch))
+            vision = deployment.accepts_images(model.config)
             data.append(
                 ModelObject(
                     id=f"gpt://{folder_id}/{deployment.name}/{model.branch}",
@@ -38,8 +45,8 @@ class ModelsService:
                     branch=model.branch,
                     status=engine.state if engine else "not loaded (loads on first use)",
                     context_length=deployment.context_length,
-                    max_images=deployment.max_images if model.files.mmproj else 0,
-                    vision=model.files.mmproj is not None,
+                    max_images=deployment.max_images if vision else 0,
+                    vision=vision,
                 )
             )
         return ModelList(data=data)
@@ -51,12 +58,16 @@ class ModelsService:
                 branch=key.branch,
                 state=e.state,
                 error=e.failure,
+                replicas=[ReplicaStatus(**asdict(r)) for r in e.replicas],
                 **asdict(e.stats),
             )
             for key, e in self._engines.states().items()
         ]
         states = {e.state for e in engines}
-        if "failed" in states:
+        no_replica_up = any(
+            e.replicas and all(r.state != "up" for r in e.replicas) for e in engines
+        )
+        if "failed" in states or no_replica_up:
             status = "degraded"
         elif states - {"ready"}:
             status = "loading"

@@ -1,0 +1,303 @@
+"""``UpstreamEngine``: the Engine interface over remote replicas.
+
+A request is sent to the replica the balancer picks. Until its first chunk of text is in hand
+(or, for a collected request, until its whole answer is), a failure of the replica sends it to
+another one, at most ``max_attempts`` replicas in all; after that, the failure ends the stream
+with an error. A consumer that stops iterating closes the upstream connection, which makes the
+engine drop the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing, suppress
+
+import anyio
+import httpx
+from anyio import to_thread
+from httpx_sse import SSEError, aconnect_sse
+
+from fovea.engine.base import EngineState
+from fovea.engine.pan_and_scan import MIN_CROP_SIZE, expand_high_detail
+from fovea.engine.types import (
+    Capabilities,
+    EngineStats,
+    GenerationChunk,
+    GenerationRequest,
+    ImagePart,
+    Message,
+    ReplicaInfo,
+)
+from fovea.engine.upstream.balancer import Balancer, affinity_keys
+from fovea.engine.upstream.config import UpstreamConfig
+from fovea.engine.upstream.probes import Prober
+from fovea.engine.upstream.replica import Clock, Replica, monotonic
+from fovea.engine.upstream.wire import (
+    StreamAssembler,
+    judge_status,
+    parse_completion,
+    request_body,
+)
+from fovea.errors import FoveaError, NoReplicaError, UpstreamError
+from fovea.media.encode import jpeg_data_url
+
+log = logging.getLogger(__name__)
+
+# Images re-encoded at once per engine (each ~10 ms of a core at 896 px).
+_ENCODE_THREADS = 2
+
+
+class _ReplicaFailed(Exception):
+    """An attempt failed in a way another replica might not: try elsewhere if still allowed."""
+
+    def __init__(self, error: FoveaError, *, unreachable: bool, fault: bool = True) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.unreachable = unreachable
+        self.fault = fault
+
+
+class UpstreamEngine:
+    """An upstream deployment branch: its replicas, their health, and the balancing."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        *,
+        clock: Clock = monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self._transport = transport
+        self.capabilities = Capabilities(
+            vision=config.vision,
+            max_images=config.max_images if config.vision else 0,
+            context_length=config.context_length,
+            image_size=config.image_size,
+            high_detail_min_side=max(config.image_size, MIN_CROP_SIZE),
+        )
+        self.stats = EngineStats()
+        self._replicas = [
+            Replica(
+                spec,
+                max_failures=config.max_failures,
+                cooldown_s=config.cooldown_s,
+                clock=clock,
+            )
+            for spec in config.replicas
+        ]
+        self._balancer = Balancer(
+            self._replicas, affinity=config.affinity, slack=config.affinity_slack
+        )
+        self._state: EngineState = "stopped"
+        self._client: httpx.AsyncClient | None = None
+        self._probes: asyncio.Task[None] | None = None
+        self._encoders = anyio.CapacityLimiter(_ENCODE_THREADS)
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def failure(self) -> str | None:
+        return None
+
+    @property
+    def replicas(self) -> tuple[ReplicaInfo, ...]:
+        return tuple(replica.info() for replica in self._replicas)
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        config = self.config
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                config.read_timeout_s, connect=config.connect_timeout_s, pool=config.read_timeout_s
+            ),
+            limits=httpx.Limits(
+                max_connections=config.max_connections * len(self._replicas),
+                max_keepalive_connections=config.max_connections * len(self._replicas),
+            ),
+            # Replicas are on the operator's network: no proxies or .netrc from the environment.
+            trust_env=False,
+            transport=self._transport,
+        )
+        self._state = "loading"
+        prober = Prober(
+            self._client,
+            self._replicas,
+            timeout_s=config.probe_timeout_s,
+            read_metrics=config.metrics,
+        )
+        await prober.probe_all()
+        self._probes = asyncio.create_task(
+            prober.run(config.probe_interval_s), name=f"probes {config.name}"
+        )
+        self._state = "ready"
+
+    async def aclose(self) -> None:
+        if self._probes is not None:
+            self._probes.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._probes
+            self._probes = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._state = "stopped"
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        messages = expand_high_detail(request.messages)
+        image_urls = await self._encode_images(messages)
+        image_tokens = len(image_urls) * self.config.image_tokens
+        keys = affinity_keys(request.messages)
+        tried: list[Replica] = []
+        failures: list[_ReplicaFailed] = []
+        while len(tried) < self.config.max_attempts:
+            replica = self._balancer.choose(keys, exclude=tried)
+            if replica is None:
+                break
+            tried.append(replica)
+            body = request_body(request, messages, replica.spec.model, image_urls)
+            with replica.track():
+                attempt = self._attempt(replica, body, image_tokens, request.streamed)
+                async with aclosing(attempt) as chunks:
+                    try:
+                        first = await anext(chunks)
+                    except _ReplicaFailed as failure:
+                        self._note(replica, failure)
+                        failures.append(failure)
+                        continue
+                    self._balancer.remember(keys, replica)
+                    try:
+                        yield first
+                        async for chunk in chunks:
+                            yield chunk
+                    except _ReplicaFailed as failure:
+                        # Past the first byte: the client has part of the answer already.
+                        self._note(replica, failure)
+                        raise failure.error from None
+                    except GeneratorExit:
+                        self.stats.cancelled += 1
+                        raise
+            replica.succeeded()
+            self.stats.completed += 1
+            return
+        raise self._no_answer(failures)
+
+    # -- one attempt on one replica -------------------------------------------------------
+
+    async def _attempt(
+        self, replica: Replica, body: bytes, image_tokens: int, streamed: bool
+    ) -> AsyncGenerator[GenerationChunk, None]:
+        """The replica's answer as chunks; its failures as ``_ReplicaFailed``."""
+        try:
+            if streamed:
+                async with aclosing(self._stream(replica, body, image_tokens)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
+            else:
+                yield await self._complete(replica, body, image_tokens)
+        except UpstreamError as exc:  # garbage, or an error event from the replica
+            raise _ReplicaFailed(exc, unreachable=False) from None
+        except SSEError:
+            raise _ReplicaFailed(
+                UpstreamError(f"The model's server {replica.label} did not answer with a stream"),
+                unreachable=False,
+            ) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _ReplicaFailed(
+                UpstreamError(f"The model's server {replica.label} is unreachable: {exc}"),
+                unreachable=True,
+            ) from None
+        except httpx.TimeoutException:
+            raise _ReplicaFailed(
+                UpstreamError(
+                    f"The model's server {replica.label} sent nothing for "
+                    f"{self.config.read_timeout_s:g} s"
+                ),
+                unreachable=False,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise _ReplicaFailed(
+                UpstreamError(f"The connection to the model's server {replica.label} broke: {exc}"),
+                unreachable=False,
+            ) from None
+
+    async def _stream(
+        self, replica: Replica, body: bytes, image_tokens: int
+    ) -> AsyncGenerator[GenerationChunk, None]:
+        assert self._client is not None
+        assembler = StreamAssembler(image_tokens)
+        async with aconnect_sse(
+            self._client, "POST", replica.chat_url, content=body, headers=replica.headers
+        ) as source:
+            await _check_status(replica, source.response)
+            async for event in source.aiter_sse():
+                if event.data == "[DONE]":
+                    break
+                text = assembler.feed(event.data)
+                if text:
+                    yield GenerationChunk(text)
+        yield assembler.final()
+
+    async def _complete(self, replica: Replica, body: bytes, image_tokens: int) -> GenerationChunk:
+        assert self._client is not None
+        # No bytes come until the whole answer is ready: only Fovea's generation timeout
+        # bounds the wait (a collected request is retried whole on failure).
+        timeout = httpx.Timeout(None, connect=self.config.connect_timeout_s)
+        response = await self._client.post(
+            replica.chat_url, content=body, headers=replica.headers, timeout=timeout
+        )
+        await _check_status(replica, response)
+        return parse_completion(response.content, image_tokens)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _note(self, replica: Replica, failure: _ReplicaFailed) -> None:
+        log.warning("replica %s failed a request: %s", replica.spec.url, failure.error.message)
+        if failure.fault:
+            replica.failed(failure.error.message, unreachable=failure.unreachable)
+
+    def _no_answer(self, failures: list[_ReplicaFailed]) -> FoveaError:
+        """The error when no replica answered: 503 when none was reachable, else the last."""
+        if failures and not all(f.unreachable for f in failures):
+            return failures[-1].error
+        wait = min((r.seconds_until_retry() for r in self._replicas), default=0.0)
+        retry_after = str(max(1, round(wait)))
+        reason = f" (last error: {failures[-1].error.message})" if failures else ""
+        return NoReplicaError(
+            f"No healthy replica of model {self.config.name} is available{reason}; retry shortly",
+            headers={"Retry-After": retry_after},
+        )
+
+    async def _encode_images(self, messages: Sequence[Message]) -> dict[str, str]:
+        """Each distinct image view as a JPEG data URL at the size it was decoded to."""
+        images = {
+            part.image.digest: part.image
+            for message in messages
+            for part in message.parts
+            if isinstance(part, ImagePart)
+        }
+        quality = self.config.jpeg_quality
+
+        async def encode(digest: str) -> tuple[str, str]:
+            image = images[digest]
+            url = await to_thread.run_sync(
+                lambda: jpeg_data_url(image.width, image.height, image.rgb, quality=quality),
+                limiter=self._encoders,
+            )
+            return digest, url
+
+        return dict(await asyncio.gather(*(encode(digest) for digest in images)))
+
+
+async def _check_status(replica: Replica, response: httpx.Response) -> None:
+    if response.status_code == 200:
+        return
+    verdict = judge_status(response.status_code, await response.aread(), replica.label)
+    if not verdict.retry_elsewhere:
+        raise verdict.error
+    raise _ReplicaFailed(verdict.error, unreachable=False, fault=verdict.replica_fault)

@@ -1,0 +1,123 @@
+"""Real server processes for contract tests: free ports, start-until-ready, stop for sure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_process(
+    command: Sequence[str],
+    *,
+    ready_url: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 120.0,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` with its output in ``log``; return once ``ready_url`` answers 200."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            list(command),
+            env=dict(env if env is not None else os.environ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(ready_url, process, log, timeout_s)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
+
+
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited early:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{process.args!r} never became ready:\n{log.read_text()[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    """SIGKILL at once with ``kill``; else SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for(probe: Callable[[], T], what: str, timeout_s: float = 60.0) -> T:
+    """Poll ``probe`` until it returns something truthy (an event, not a sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def llama_cpp_server_command(
+    model: Path, mmproj: Path, port: int, *, threads: int = 1
+) -> list[str]:
+    """llama_cpp.server serving the demo as an OpenAI-compatible replica (see infra-notes)."""
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        "gemma-3-demo",
+        "--clip_model_path",
+        str(mmproj),
+        "--chat_format",
+        "mtmd",
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        str(threads),
+        "--interrupt_requests",
+        "false",
+        "--verbose",
+        "false",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def without_host_port(env: Mapping[str, str]) -> dict[str, str]:
+    """llama_cpp.server reads HOST and PORT from the environment over its flags."""
+    return {k: v for k, v in env.items() if k not in ("HOST", "PORT")}
