@@ -151,7 +151,8 @@ class UpstreamEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         messages = expand_high_detail(request.messages)
         image_urls = await self._encode_images(messages)
-        image_tokens = len(image_urls) * self.config.image_tokens
+        views = sum(isinstance(p, ImagePart) for m in messages for p in m.parts)
+        image_tokens = views * self.config.image_tokens
         keys = affinity_keys(request.messages)
         tried: list[Replica] = []
         failures: list[_ReplicaFailed] = []
@@ -171,19 +172,26 @@ class UpstreamEngine:
                         failures.append(failure)
                         continue
                     self._balancer.remember(keys, replica)
+                    chunk, finished = first, False
                     try:
-                        yield first
-                        async for chunk in chunks:
+                        while not finished:
+                            if chunk.finish_reason is not None:
+                                # Counted before the last yield: a collecting consumer does
+                                # not come back for more once it has the finish reason.
+                                finished = True
+                                replica.succeeded()
+                                self.stats.completed += 1
                             yield chunk
+                            if not finished:
+                                chunk = await anext(chunks)
                     except _ReplicaFailed as failure:
                         # Past the first byte: the client has part of the answer already.
                         self._note(replica, failure)
                         raise failure.error from None
                     except GeneratorExit:
-                        self.stats.cancelled += 1
+                        if not finished:
+                            self.stats.cancelled += 1
                         raise
-            replica.succeeded()
-            self.stats.completed += 1
             return
         raise self._no_answer(failures)
 

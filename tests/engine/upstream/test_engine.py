@@ -114,6 +114,11 @@ async def test_a_collected_request_asks_for_one_json_answer(started: Any) -> Non
     assert (chunks[0].usage.prompt_tokens, chunks[0].usage.image_tokens) == (7, 16)
     sent = replicas.chat_bodies(A)[0]
     assert sent["stream"] is False and "stream_options" not in sent
+    # The chat service stops reading at the finish reason: it still counts as served.
+    async for _ in engine.generate(request(streamed_=False)):
+        break
+    assert (engine.stats.completed, engine.stats.cancelled) == (2, 0)
+    assert [r.served for r in engine.replicas if A in r.url] == [2]
 
 
 async def test_images_are_forwarded_as_jpeg_at_the_decoded_size(started: Any) -> None:
