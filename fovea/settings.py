@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     image_url_allow_private: bool = False
 
     max_concurrent_generations_per_folder: int = 10
+    # API keys and role bindings are cached this long: a revoked key, a new or removed role
+    # binding take effect within it (expiry is exact). 0 reads the database on every request.
+    auth_cache_ttl_s: float = Field(default=2.0, ge=0)
     # Batch lines in flight at once (queued in the engine behind interactive requests).
     batch_concurrency: int = 2
     model_load_wait_s: float = 30.0

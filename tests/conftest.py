@@ -71,7 +71,9 @@ def make_keys(settings: Settings) -> Keys:
 def fake_settings(tmp_path: Path) -> Settings:
     catalog = tmp_path / "models.toml"
     catalog.write_text(FAKE_CATALOG)
-    return Settings(home=tmp_path, catalog=catalog, max_request_bytes=2_000_000)
+    # No auth cache: these tests change keys and roles in the database and expect the next
+    # request to see it (the cache has tests of its own, tests/services/test_access.py).
+    return Settings(home=tmp_path, catalog=catalog, max_request_bytes=2_000_000, auth_cache_ttl_s=0)
 
 
 @pytest.fixture

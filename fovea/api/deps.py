@@ -18,12 +18,11 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_principal(
+async def get_principal(
     services: Annotated[Services, Depends(get_services)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    # A plain def: FastAPI runs it in a worker thread, so the key lookup never blocks the loop.
-    return services.access.authenticate(api_key_from_authorization(authorization))
+    return await services.access.authenticate(api_key_from_authorization(authorization))
 
 
 def get_header_folder(

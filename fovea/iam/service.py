@@ -37,6 +37,7 @@ from fovea.iam.types import (
     ApiKeyInfo,
     CreatedKey,
     Folder,
+    KeyCredentials,
     Principal,
     RoleBinding,
     ServiceAccount,
@@ -70,6 +71,9 @@ class IamService:
         self._database = database
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock()
+
     # -- authentication and authorization ------------------------------------------------
 
     def authenticate(
@@ -80,45 +84,59 @@ class IamService:
         Raises ``AuthenticationError``: missing key, or unknown/revoked/out-of-scope key
         ("Unknown api key"), or expired key ("The apikey has expired").
         """
-        if not api_key:
-            raise AuthenticationError(MISSING_KEY_MESSAGE)
-        parsed = parse_api_key(api_key)
-        if parsed is None:
+        key_id, secret = split_api_key(api_key)
+        credentials = self.credentials(key_id)
+        if credentials is None:
             raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
+        principal = check_credentials(credentials, secret, self._clock(), scope_needed)
+        self.record_use(credentials)
+        return principal
+
+    def credentials(self, key_id: str) -> KeyCredentials | None:
+        """A key's stored credentials, or None when there is no such key."""
         with self._transaction() as session:
             row = session.execute(
-                records.keys_with_folder().where(ApiKeyRecord.id == parsed.key_id)
+                records.keys_with_folder().where(ApiKeyRecord.id == key_id)
             ).one_or_none()
         if row is None:
-            raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
+            return None
         key, folder_id = row
-        now = self._clock()
-        _check_key(key, parsed.secret, scope_needed, now)
-        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-            self._touch_key(key.id, now)
-        return Principal(
-            key_id=key.id,
-            service_account_id=key.service_account_id,
-            folder_id=folder_id,
-            scopes=frozenset(key.scopes),
+        return KeyCredentials(
+            secret_hash=key.secret_hash,
+            revoked=key.revoked_at is not None,
+            expires_at=key.expires_at,
+            last_used_at=key.last_used_at,
+            principal=Principal(
+                key_id=key.id,
+                service_account_id=key.service_account_id,
+                folder_id=folder_id,
+                scopes=frozenset(key.scopes),
+            ),
         )
+
+    def record_use(self, credentials: KeyCredentials) -> None:
+        """Note that a key was just used; written once a minute per key at most."""
+        now = self._clock()
+        last = credentials.last_used_at
+        if last is None or now - last >= LAST_USED_RESOLUTION:
+            self._touch_key(credentials.principal.key_id, now)
 
     def authorize(self, principal: Principal, folder_id: str, permission: Permission) -> None:
         """Raise ``PermissionDeniedError`` unless a role on ``folder_id`` grants ``permission``."""
+        check_permission(
+            self.roles(principal.service_account_id, folder_id), principal, folder_id, permission
+        )
+
+    def roles(self, service_account_id: str, folder_id: str) -> frozenset[str]:
+        """The roles bound to ``service_account_id`` on ``folder_id``."""
         with self._transaction() as session:
-            roles = session.scalars(
+            found = session.scalars(
                 select(RoleBindingRecord.role).where(
                     RoleBindingRecord.folder_id == folder_id,
-                    RoleBindingRecord.service_account_id == principal.service_account_id,
+                    RoleBindingRecord.service_account_id == service_account_id,
                 )
             ).all()
-        if any(permission in permissions_of(role) for role in roles):
-            return
-        allowed = ", ".join(role.value for role in roles_allowing(permission))
-        raise PermissionDeniedError(
-            f"Permission denied: service account {principal.service_account_id} has no role "
-            f"on folder {folder_id} that allows {permission.value} (any of: {allowed})"
-        )
+        return frozenset(found)
 
     # -- folders and service accounts ----------------------------------------------------
 
@@ -324,16 +342,48 @@ class IamService:
             logger.warning("could not record the use of API key %s", key_id, exc_info=True)
 
 
-def _check_key(
-    key: ApiKeyRecord, secret: str, scope_needed: frozenset[str] | None, now: datetime
-) -> None:
+def split_api_key(api_key: str | None) -> tuple[str, str]:
+    """``(key id, secret)`` of a presented key; ``AuthenticationError`` if missing or malformed."""
+    if not api_key:
+        raise AuthenticationError(MISSING_KEY_MESSAGE)
+    parsed = parse_api_key(api_key)
+    if parsed is None:
+        raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
+    return parsed.key_id, parsed.secret
+
+
+def check_credentials(
+    credentials: KeyCredentials,
+    secret: str,
+    now: datetime,
+    scope_needed: frozenset[str] | None = None,
+) -> Principal:
+    """The key's principal if ``secret`` is its secret and the key is live.
+
+    Raises ``AuthenticationError`` otherwise.
+    """
     # The secret is checked first so that only its holder learns that a key has expired.
-    if not secret_matches(secret, key.secret_hash) or key.revoked_at is not None:
+    if not secret_matches(secret, credentials.secret_hash) or credentials.revoked:
         raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
-    if key.expires_at is not None and key.expires_at <= now:
+    if credentials.expires_at is not None and credentials.expires_at <= now:
         raise AuthenticationError(EXPIRED_KEY_MESSAGE)
-    if scope_needed is not None and not frozenset(key.scopes) & scope_needed:
+    principal = credentials.principal
+    if scope_needed is not None and not principal.scopes & scope_needed:
         raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
+    return principal
+
+
+def check_permission(
+    roles: frozenset[str], principal: Principal, folder_id: str, permission: Permission
+) -> None:
+    """``PermissionDeniedError`` unless one of ``roles`` grants ``permission``."""
+    if any(permission in permissions_of(role) for role in roles):
+        return
+    allowed = ", ".join(role.value for role in roles_allowing(permission))
+    raise PermissionDeniedError(
+        f"Permission denied: service account {principal.service_account_id} has no role "
+        f"on folder {folder_id} that allows {permission.value} (any of: {allowed})"
+    )
 
 
 def _check_name(kind: str, name: str) -> None:

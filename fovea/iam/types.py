@@ -17,6 +17,17 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class KeyCredentials:
+    """What checking a presented key needs: its hash, state and owner (no secret)."""
+
+    secret_hash: str
+    revoked: bool
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    principal: Principal
+
+
+@dataclass(frozen=True)
 class Folder:
     id: str
     name: str

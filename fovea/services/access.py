@@ -1,26 +1,65 @@
-"""Access checks shared by every resource: the caller's folder and role on it."""
+"""Access checks shared by every resource: who the caller is, its folder and its role there.
+
+Keys and role bindings are read from the database once and then kept in memory for
+``cache_ttl_s`` seconds, so the hot path of a request does no database work and no thread hop.
+Every cached answer is checked again on each request (the secret's hash, revocation as last
+read, the expiry against the clock): an expired key fails at once; a revoked key or a changed
+role binding takes effect within ``cache_ttl_s``.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from anyio import to_thread
+from cachetools import TTLCache
 
 from fovea.errors import AuthenticationError, FolderMismatchError
 from fovea.iam.roles import Permission
-from fovea.iam.service import UNKNOWN_KEY_MESSAGE, IamService
-from fovea.iam.types import Principal
+from fovea.iam.service import (
+    UNKNOWN_KEY_MESSAGE,
+    IamService,
+    check_credentials,
+    check_permission,
+    split_api_key,
+)
+from fovea.iam.types import KeyCredentials, Principal
 
 FOLDER_MISMATCH = "Specified folder ID does not match with service account"
+
+# Entries kept at most; an attacker's random key ids are never cached (they match no key).
+_CACHE_ENTRIES = 100_000
 
 
 class AccessControl:
     """Resolves which folder a request acts on and checks the caller's role there."""
 
-    def __init__(self, iam: IamService) -> None:
+    def __init__(
+        self,
+        iam: IamService,
+        *,
+        cache_ttl_s: float = 2.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._iam = iam
+        self._keys: TTLCache[str, KeyCredentials] = TTLCache(_CACHE_ENTRIES, cache_ttl_s, timer)
+        self._roles: TTLCache[tuple[str, str], frozenset[str]] = TTLCache(
+            _CACHE_ENTRIES, cache_ttl_s, timer
+        )
 
-    def authenticate(self, api_key: str | None) -> Principal:
-        """Blocking (one indexed lookup); call it from a worker thread."""
-        return self._iam.authenticate(api_key)
+    async def authenticate(self, api_key: str | None) -> Principal:
+        key_id, secret = split_api_key(api_key)
+        credentials = self._keys.get(key_id)
+        if credentials is not None:
+            return check_credentials(credentials, secret, self._iam.now())
+        credentials = await to_thread.run_sync(self._iam.credentials, key_id)
+        if credentials is None:
+            raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
+        principal = check_credentials(credentials, secret, self._iam.now())
+        self._keys[key_id] = credentials
+        await to_thread.run_sync(self._iam.record_use, credentials)
+        return principal
 
     def folder_for(
         self, principal: Principal, *, uri_folder: str | None, header_folder: str | None
@@ -45,4 +84,9 @@ class AccessControl:
             raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
 
     async def require(self, principal: Principal, folder_id: str, permission: Permission) -> None:
-        await to_thread.run_sync(self._iam.authorize, principal, folder_id, permission)
+        binding = (principal.service_account_id, folder_id)
+        roles = self._roles.get(binding)
+        if roles is None:
+            roles = await to_thread.run_sync(self._iam.roles, *binding)
+            self._roles[binding] = roles
+        check_permission(roles, principal, folder_id, permission)

@@ -68,7 +68,7 @@ def build_services(
         return engine_factory(model.deployment, model.config)
 
     engines = EngineRegistry(factory)
-    access = AccessControl(IamService(database))
+    access = AccessControl(IamService(database), cache_ttl_s=settings.auth_cache_ttl_s)
     fetcher = ImageFetcher(FetchPolicy.from_settings(settings))
     chat = ChatService(
         catalog=catalog,

@@ -14,10 +14,9 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing, suppress
 
+import aiohttp
 import anyio
-import httpx
 from anyio import to_thread
-from httpx_sse import SSEError, aconnect_sse
 
 from fovea.engine.base import EngineState
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE, expand_high_detail
@@ -39,6 +38,7 @@ from fovea.engine.upstream.wire import (
     judge_status,
     parse_completion,
     request_body,
+    sse_data,
 )
 from fovea.errors import FoveaError, NoReplicaError, UpstreamError
 from fovea.media.encode import jpeg_data_url
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # Images re-encoded at once per engine (each ~10 ms of a core at 896 px).
 _ENCODE_THREADS = 2
+_KEEPALIVE_S = 4.0
 
 
 class _ReplicaFailed(Exception):
@@ -67,10 +68,8 @@ class UpstreamEngine:
         config: UpstreamConfig,
         *,
         clock: Clock = monotonic,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
-        self._transport = transport
         self.capabilities = Capabilities(
             vision=config.vision,
             max_images=config.max_images if config.vision else 0,
@@ -92,7 +91,7 @@ class UpstreamEngine:
             self._replicas, affinity=config.affinity, slack=config.affinity_slack
         )
         self._state: EngineState = "stopped"
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._probes: asyncio.Task[None] | None = None
         self._encoders = anyio.CapacityLimiter(_ENCODE_THREADS)
 
@@ -109,24 +108,26 @@ class UpstreamEngine:
         return tuple(replica.info() for replica in self._replicas)
 
     async def start(self) -> None:
-        if self._client is not None:
+        if self._session is not None:
             return
         config = self.config
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                config.read_timeout_s, connect=config.connect_timeout_s, pool=config.read_timeout_s
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=config.max_connections * len(self._replicas),
+                limit_per_host=config.max_connections,
+                # Idle pooled connections are closed before the engines' own keep-alive
+                # timeouts (uvicorn's 5 s) can close one under a new request.
+                keepalive_timeout=_KEEPALIVE_S,
             ),
-            limits=httpx.Limits(
-                max_connections=config.max_connections * len(self._replicas),
-                max_keepalive_connections=config.max_connections * len(self._replicas),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=config.connect_timeout_s, sock_read=config.read_timeout_s
             ),
             # Replicas are on the operator's network: no proxies or .netrc from the environment.
             trust_env=False,
-            transport=self._transport,
         )
         self._state = "loading"
         prober = Prober(
-            self._client,
+            self._session,
             self._replicas,
             timeout_s=config.probe_timeout_s,
             read_metrics=config.metrics,
@@ -143,9 +144,9 @@ class UpstreamEngine:
             with suppress(asyncio.CancelledError):
                 await self._probes
             self._probes = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         self._state = "stopped"
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
@@ -210,17 +211,12 @@ class UpstreamEngine:
                 yield await self._complete(replica, body, image_tokens)
         except UpstreamError as exc:  # garbage, or an error event from the replica
             raise _ReplicaFailed(exc, unreachable=False) from None
-        except SSEError:
-            raise _ReplicaFailed(
-                UpstreamError(f"The model's server {replica.label} did not answer with a stream"),
-                unreachable=False,
-            ) from None
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise _ReplicaFailed(
                 UpstreamError(f"The model's server {replica.label} is unreachable: {exc}"),
                 unreachable=True,
             ) from None
-        except httpx.TimeoutException:
+        except (aiohttp.ServerTimeoutError, TimeoutError):
             raise _ReplicaFailed(
                 UpstreamError(
                     f"The model's server {replica.label} sent nothing for "
@@ -228,39 +224,48 @@ class UpstreamEngine:
                 ),
                 unreachable=False,
             ) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
+            reason = str(exc) or type(exc).__name__
             raise _ReplicaFailed(
-                UpstreamError(f"The connection to the model's server {replica.label} broke: {exc}"),
+                UpstreamError(
+                    f"The connection to the model's server {replica.label} broke: {reason}"
+                ),
                 unreachable=False,
             ) from None
 
     async def _stream(
         self, replica: Replica, body: bytes, image_tokens: int
     ) -> AsyncGenerator[GenerationChunk, None]:
-        assert self._client is not None
+        assert self._session is not None
         assembler = StreamAssembler(image_tokens)
-        async with aconnect_sse(
-            self._client, "POST", replica.chat_url, content=body, headers=replica.headers
-        ) as source:
-            await _check_status(replica, source.response)
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
+        async with self._session.post(
+            replica.chat_url, data=body, headers=replica.headers
+        ) as response:
+            await _check_status(replica, response)
+            if response.content_type != "text/event-stream":
+                raise UpstreamError(
+                    f"The model's server {replica.label} did not answer with a stream "
+                    f"({response.content_type or 'no content type'})"
+                )
+            async for data in sse_data(response.content.iter_any()):
+                if data == "[DONE]":
                     break
-                text = assembler.feed(event.data)
+                text = assembler.feed(data)
                 if text:
                     yield GenerationChunk(text)
         yield assembler.final()
 
     async def _complete(self, replica: Replica, body: bytes, image_tokens: int) -> GenerationChunk:
-        assert self._client is not None
+        assert self._session is not None
         # No bytes come until the whole answer is ready: only Fovea's generation timeout
         # bounds the wait (a collected request is retried whole on failure).
-        timeout = httpx.Timeout(None, connect=self.config.connect_timeout_s)
-        response = await self._client.post(
-            replica.chat_url, content=body, headers=replica.headers, timeout=timeout
-        )
-        await _check_status(replica, response)
-        return parse_completion(response.content, image_tokens)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout_s)
+        async with self._session.post(
+            replica.chat_url, data=body, headers=replica.headers, timeout=timeout
+        ) as response:
+            await _check_status(replica, response)
+            content = await response.read()
+        return parse_completion(content, image_tokens)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -302,10 +307,10 @@ class UpstreamEngine:
         return dict(await asyncio.gather(*(encode(digest) for digest in images)))
 
 
-async def _check_status(replica: Replica, response: httpx.Response) -> None:
-    if response.status_code == 200:
+async def _check_status(replica: Replica, response: aiohttp.ClientResponse) -> None:
+    if response.status == 200:
         return
-    verdict = judge_status(response.status_code, await response.aread(), replica.label)
+    verdict = judge_status(response.status, await response.read(), replica.label)
     if not verdict.retry_elsewhere:
         raise verdict.error
     raise _ReplicaFailed(verdict.error, unreachable=False, fault=verdict.replica_fault)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from fovea.engine.upstream.replica import Replica, ReplicaState
@@ -26,15 +26,15 @@ _WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs")
 class Prober:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         replicas: list[Replica],
         *,
         timeout_s: float,
         read_metrics: bool,
     ) -> None:
-        self._client = client
+        self._session = session
         self._replicas = replicas
-        self._timeout = httpx.Timeout(timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
         self._read_metrics = read_metrics
 
     async def run(self, interval_s: float) -> None:
@@ -48,23 +48,23 @@ class Prober:
     async def probe(self, replica: Replica) -> None:
         was = replica.state
         try:
-            response = await self._get(replica, replica.probe_url)
-            if response.status_code in (404, 405) and replica.probe_url == replica.health_url:
+            status = await self._status(replica, replica.probe_url)
+            if status in (404, 405) and replica.probe_url == replica.health_url:
                 replica.probe_url = replica.models_url
-                response = await self._get(replica, replica.probe_url)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                status = await self._status(replica, replica.probe_url)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             replica.failed(f"unreachable: {_describe(exc)}", unreachable=True)
-        except httpx.TimeoutException:
+        except (aiohttp.ServerTimeoutError, TimeoutError):
             replica.busy = True
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             replica.failed(f"probe failed: {_describe(exc)}")
         else:
-            if response.is_success:
+            if 200 <= status < 300:
                 replica.probe_passed()
                 if self._read_metrics:
                     await self._gauges(replica)
             else:
-                replica.failed(f"probe {replica.probe_url} answered {response.status_code}")
+                replica.failed(f"probe {replica.probe_url} answered {status}")
                 replica.eject()
         if replica.state is not was:
             log.warning(
@@ -74,15 +74,22 @@ class Prober:
                 f" ({replica.last_error})" if replica.state is ReplicaState.DOWN else "",
             )
 
-    async def _get(self, replica: Replica, url: str) -> httpx.Response:
-        return await self._client.get(url, headers=replica.headers, timeout=self._timeout)
+    async def _status(self, replica: Replica, url: str) -> int:
+        async with self._session.get(
+            url, headers=replica.headers, timeout=self._timeout
+        ) as response:
+            await response.read()
+            return response.status
 
     async def _gauges(self, replica: Replica) -> None:
         try:
-            response = await self._get(replica, replica.metrics_url)
-            response.raise_for_status()
-            running, waiting = parse_load_gauges(response.text, replica.spec.model)
-        except (httpx.HTTPError, ValueError) as exc:
+            async with self._session.get(
+                replica.metrics_url, headers=replica.headers, timeout=self._timeout
+            ) as response:
+                response.raise_for_status()
+                text = await response.text()
+            running, waiting = parse_load_gauges(text, replica.spec.model)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.debug("no load gauges from %s: %s", replica.metrics_url, exc)
             replica.running = replica.waiting = None
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,8 @@ from fovea.errors import (
 )
 
 _FINISH_REASONS: frozenset[str] = frozenset({"stop", "length"})
+# One server-sent event larger than this is not a chat chunk.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
 def request_body(
@@ -87,6 +89,28 @@ def _message(message: Message, image_urls: Mapping[str, str]) -> dict[str, Any]:
             url = image_urls[part.image.digest]
             content.append({"type": "image_url", "image_url": {"url": url}})
     return {"role": message.role, "content": content}
+
+
+async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """The data of each server-sent event in a byte stream (other fields are ignored)."""
+    buffer = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if data:
+                    yield b"\n".join(data).decode("utf-8", "replace")
+                    data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+        if len(buffer) > MAX_EVENT_BYTES:
+            raise UpstreamError(f"the replica sent a stream event over {MAX_EVENT_BYTES} bytes")
+    if data:
+        yield b"\n".join(data).decode("utf-8", "replace")
 
 
 class StreamAssembler:

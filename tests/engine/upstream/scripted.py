@@ -1,68 +1,60 @@
-"""Scripted replicas for the upstream engine's unit tests (httpx.MockTransport, no network).
-
-The tests here are about Fovea's routing, retries and parsing; real replica processes are in
-``tests/contract/test_upstream.py``.
+"""Scripted replicas for the upstream engine's tests: real HTTP servers on loopback (aiohttp),
+whose chat endpoint answers as a test says. The tests here are about Fovea's routing, retries
+and parsing; real engine processes are in ``tests/contract/test_upstream.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+from aiohttp import web
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def sse(*events: dict[str, Any] | str) -> bytes:
-    lines = [e if isinstance(e, str) else json.dumps(e) for e in events]
-    return "".join(f"data: {line}\n\n" for line in lines).encode()
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
-def answer(*pieces: str, usage: dict[str, Any] | None = None, finish: str = "stop") -> bytes:
+def events(*items: dict[str, Any] | str) -> list[bytes]:
+    return [
+        f"data: {item if isinstance(item, str) else json.dumps(item)}\n\n".encode()
+        for item in items
+    ]
+
+
+def answer_events(*pieces: str, finish: str = "stop") -> list[bytes]:
     """An OpenAI stream: a role chunk, the pieces, a finish chunk, usage, [DONE]."""
     chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-    events: list[dict[str, Any] | str] = [
+    items: list[dict[str, Any] | str] = [
         {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
     ]
-    events += [{**chunk, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
-    events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-    usage = usage or {"prompt_tokens": 7, "completion_tokens": len(pieces), "total_tokens": 0}
-    events.append({**chunk, "choices": [], "usage": usage})
-    events.append("[DONE]")
-    return sse(*events)
-
-
-def streamed(body: bytes, *, fail_after: int | None = None) -> httpx.Response:
-    """A 200 event stream; with ``fail_after``, the connection breaks after that many events."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for index, event in enumerate(body.split(b"\n\n")):
-            if fail_after is not None and index == fail_after:
-                raise httpx.ReadError("connection reset by peer")
-            if event:
-                yield event + b"\n\n"
-
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=chunks())
+    items += [{**chunk, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+    items.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    usage = {"prompt_tokens": 7, "completion_tokens": len(pieces), "total_tokens": 0}
+    items.append({**chunk, "choices": [], "usage": usage})
+    items.append("[DONE]")
+    return events(*items)
 
 
 def reply(*pieces: str, fail_after: int | None = None) -> Handler:
-    """A replica's chat endpoint answering ``pieces``: streamed, or as one JSON completion.
+    """Answers ``pieces``, streamed or as one JSON completion as asked. ``fail_after`` drops
+    the connection after that many stream events (before any answer when not streamed)."""
 
-    ``fail_after`` breaks the connection after that many stream events (or at once, when the
-    request is not streamed).
-    """
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if json.loads(request.content)["stream"]:
-            return streamed(answer(*pieces), fail_after=fail_after)
+    async def handle(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        if body["stream"]:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for index, event in enumerate(answer_events(*pieces)):
+                if index == fail_after:
+                    return _drop(request, response)
+                await response.write(event)
+            await response.write_eof()
+            return response
         if fail_after is not None:
-            raise httpx.ReadError("connection reset by peer", request=request)
-        return httpx.Response(
-            200,
-            json={
+            return _drop(request, web.StreamResponse())
+        return web.json_response(
+            {
                 "id": "x",
                 "object": "chat.completion",
                 "choices": [
@@ -73,34 +65,78 @@ def reply(*pieces: str, fail_after: int | None = None) -> Handler:
                     }
                 ],
                 "usage": {"prompt_tokens": 7, "completion_tokens": len(pieces)},
-            },
+            }
         )
 
     return handle
 
 
-@dataclass
-class Replicas:
-    """Routes requests by host to a handler per replica and records what each was sent."""
+def status(code: int, payload: dict[str, Any]) -> Handler:
+    async def handle(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        return web.json_response(payload, status=code)
 
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    seen: dict[str, list[httpx.Request]] = field(default_factory=dict)
-
-    def transport(self) -> httpx.MockTransport:
-        def route(request: httpx.Request) -> httpx.Response:
-            host = request.url.netloc.decode()
-            self.seen.setdefault(host, []).append(request)
-            return self.handlers[host](request)
-
-        return httpx.MockTransport(route)
-
-    def chat_bodies(self, host: str) -> list[dict[str, Any]]:
-        return [
-            json.loads(r.content)
-            for r in self.seen.get(host, [])
-            if r.url.path.endswith("/chat/completions")
-        ]
+    return handle
 
 
-def refuse(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused", request=request)
+def _drop(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.close()  # mid-answer: the client sees a broken connection
+    return response
+
+
+class ScriptedReplica:
+    """An OpenAI-shaped server on 127.0.0.1: ``/health``, ``/v1/models`` and a chat endpoint
+    that records each request and answers with ``chat``."""
+
+    def __init__(self, chat: Handler | None = None) -> None:
+        self.chat = chat or reply("ok")
+        self.health: Handler | None = None
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.port = _free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> ScriptedReplica:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        """Like a killed process: the port refuses connections from now on."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        if self.health is not None:
+            return await self.health(request, {})
+        return web.Response(text="ok")
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": []})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        self.headers.append(dict(request.headers))
+        return await self.chat(request, body)
+
+
+async def sleep_forever(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    await asyncio.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -3,14 +3,16 @@ busy is not down, cool-down then re-admission by a passing probe."""
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
 
 from fovea.engine.types import ImageInput, ImagePart, Message, TextPart
 from fovea.engine.upstream.balancer import Balancer, affinity_keys
 from fovea.engine.upstream.config import ReplicaSpec
 from fovea.engine.upstream.probes import Prober, parse_load_gauges
 from fovea.engine.upstream.replica import Replica, ReplicaState
+from tests.engine.upstream.scripted import ScriptedReplica
 
 pytestmark = pytest.mark.anyio
 
@@ -118,32 +120,32 @@ def test_an_unreachable_replica_is_ejected_at_once() -> None:
 
 async def test_probes_tell_busy_from_down_and_fall_back_to_models() -> None:
     clock = Clock()
-    pool = replicas(3, clock, cooldown_s=0)
-    paths: list[str] = []
+    llama_cpp_server, dead, healthy = ScriptedReplica(), ScriptedReplica(), ScriptedReplica()
+    asked: list[str] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        paths.append(f"{request.url.host}{request.url.path}")
-        if request.url.host == "r0.test":  # llama_cpp.server: no /health, busy generating
-            if request.url.path == "/health":
-                return httpx.Response(404)
-            raise httpx.ReadTimeout("no answer yet", request=request)
-        if request.url.host == "r1.test":
-            raise httpx.ConnectError("connection refused", request=request)
-        return httpx.Response(200)
+    async def not_found(request: web.Request, body: dict[str, object]) -> web.StreamResponse:
+        asked.append(request.path)
+        return web.Response(status=404)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-        prober = Prober(client, pool, timeout_s=1, read_metrics=False)
-        await prober.probe_all()
-        assert [r.state for r in pool] == [ReplicaState.UP, ReplicaState.DOWN, ReplicaState.UP]
-        assert pool[0].busy and not pool[2].busy
-        assert "unreachable" in (pool[1].last_error or "")
-        await prober.probe_all()
-    # r0 is asked for /health once, then for /v1/models only.
-    assert [p for p in paths if p.startswith("r0")] == [
-        "r0.test/health",
-        "r0.test/v1/models",
-        "r0.test/v1/models",
+    llama_cpp_server.health = not_found  # no /health: falls back to /v1/models
+    for replica in (llama_cpp_server, healthy):
+        await replica.start()
+    pool = [
+        Replica(ReplicaSpec(url=r.url, model="m"), max_failures=3, cooldown_s=0, clock=clock)
+        for r in (llama_cpp_server, dead, healthy)
     ]
+    try:
+        async with aiohttp.ClientSession() as session:
+            prober = Prober(session, pool, timeout_s=1, read_metrics=False)
+            await prober.probe_all()
+            assert [r.state for r in pool] == [ReplicaState.UP, ReplicaState.DOWN, ReplicaState.UP]
+            assert "unreachable" in (pool[1].last_error or "")
+            assert pool[0].probe_url.endswith("/v1/models")
+            await prober.probe_all()
+            assert asked == ["/health"]  # asked once, then /v1/models only
+    finally:
+        for replica in (llama_cpp_server, healthy):
+            await replica.stop()
 
 
 VLLM_METRICS = """\
