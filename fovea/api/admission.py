@@ -23,27 +23,37 @@ class ByteBudget:
         self.in_use = 0
         self.peak = 0
         self._changed = asyncio.Condition()
+        self._waiting = 0
 
     @asynccontextmanager
     async def reserve(self, size: int) -> AsyncIterator[None]:
         size = min(size, self.capacity)  # one request alone always fits
-        async with self._changed:
-            try:
+        if self._waiting or self.in_use + size > self.capacity:
+            await self._wait_for_room(size)
+        self.in_use += size
+        self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            self.in_use -= size
+            if self._waiting:
+                async with self._changed:
+                    self._changed.notify_all()
+
+    async def _wait_for_room(self, size: int) -> None:
+        # Only under pressure: the common case above takes no lock and starts no task.
+        self._waiting += 1
+        try:
+            async with self._changed:
                 await asyncio.wait_for(
                     self._changed.wait_for(lambda: self.in_use + size <= self.capacity),
                     timeout=self.wait_s,
                 )
-            except TimeoutError:
-                raise RateLimitError(
-                    f"The server is busy with {self.in_use} bytes of requests in flight (its "
-                    f"limit is {self.capacity}, FOVEA_MAX_INFLIGHT_REQUEST_BYTES); retry shortly",
-                    headers={"Retry-After": "2"},
-                ) from None
-            self.in_use += size
-            self.peak = max(self.peak, self.in_use)
-        try:
-            yield
+        except TimeoutError:
+            raise RateLimitError(
+                f"The server is busy with {self.in_use} bytes of requests in flight (its "
+                f"limit is {self.capacity}, FOVEA_MAX_INFLIGHT_REQUEST_BYTES); retry shortly",
+                headers={"Retry-After": "2"},
+            ) from None
         finally:
-            async with self._changed:
-                self.in_use -= size
-                self._changed.notify_all()
+            self._waiting -= 1

@@ -23,17 +23,19 @@ async def create_chat_completion(
 ) -> Response:
     # A client that leaves while its prompt is processed or its answer generated stops the work.
     try:
+        if not body.stream:
+            completion = await cancel_on_disconnect(
+                request, services.chat.complete(principal, body, header_folder)
+            )
+            return json_response(completion)
         run = await cancel_on_disconnect(
             request, services.chat.start(principal, body, header_folder)
         )
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
-                sse_events(run.chunks(include_usage=include_usage)),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        completion = await cancel_on_disconnect(request, run.collect())
     except ClientDisconnected:
         return Response(status_code=499)
-    return json_response(completion)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(
+        sse_events(run.chunks(include_usage=include_usage)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,10 +1,15 @@
-"""Dependencies shared by the routes: the services, the caller, the folder headers."""
+"""Dependencies shared by the routes: the services, the caller, the folder headers.
+
+All are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, a hop
+that costs more than the work these do.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from fovea.errors import FolderMismatchError
 from fovea.iam.apikeys import api_key_from_authorization
@@ -13,22 +18,32 @@ from fovea.services.access import FOLDER_MISMATCH
 from fovea.services.container import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
+# Declared as a security scheme, so the OpenAPI document shows how to authenticate; reading
+# the header takes no parameter solving (FastAPI's Header() parameters cost more than auth).
+_api_key = APIKeyHeader(
+    name="Authorization",
+    scheme_name="ApiKey",
+    description="`Bearer <api key>` (what the openai client sends) or `Api-Key <api key>`",
+    auto_error=False,
+)
+
+
 async def get_principal(
-    services: Annotated[Services, Depends(get_services)],
-    authorization: Annotated[str | None, Header()] = None,
+    request: Request, authorization: Annotated[str | None, Security(_api_key)]
 ) -> Principal:
+    services: Services = request.app.state.services
     return await services.access.authenticate(api_key_from_authorization(authorization))
 
 
-def get_header_folder(
-    openai_project: Annotated[str | None, Header(alias="OpenAI-Project")] = None,
-    x_folder_id: Annotated[str | None, Header(alias="x-folder-id")] = None,
-) -> str | None:
+async def get_header_folder(request: Request) -> str | None:
+    """The folder named by ``OpenAI-Project`` or ``x-folder-id``, if any."""
+    openai_project = request.headers.get("openai-project")
+    x_folder_id = request.headers.get("x-folder-id")
     if openai_project and x_folder_id and openai_project != x_folder_id:
         raise FolderMismatchError(
             f"{FOLDER_MISMATCH}: OpenAI-Project names {openai_project}, "

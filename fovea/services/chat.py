@@ -157,10 +157,15 @@ class ChatService:
         self._limits = limits
 
     async def complete(
-        self, principal: Principal, body: wire.ChatCompletionRequest, *, priority: Priority
+        self,
+        principal: Principal,
+        body: wire.ChatCompletionRequest,
+        header_folder: str | None = None,
+        *,
+        priority: Priority = Priority.INTERACTIVE,
     ) -> wire.ChatCompletion:
-        """A whole completion, for callers without an HTTP request (the batch runner)."""
-        run = await self.start(principal, body, None, priority=priority)
+        """A whole completion: a non-streaming request, or a batch line."""
+        run = await self.start(principal, body, header_folder, priority=priority)
         return await run.collect()
 
     async def start(
