@@ -183,15 +183,21 @@ def start(
 def start_fovea(
     model: Path, mmproj: Path, home: Path
 ) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    process, base, key = serve_catalog(
+        f'[[deployments]]\nname = "gemma-3-demo"\ncontext_length = 4096\nmax_output_tokens = 4096\n'
+        f'[deployments.branches.latest]\nmodel = "{model}"\nmmproj = "{mmproj}"\n',
+        home,
+    )
+    return process, f"{base}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+
+
+def serve_catalog(catalog: str, home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """``fovea serve`` on ``catalog`` (TOML) with a fresh key: (process, root URL, key)."""
     from fovea.iam.service import IamService
     from fovea.settings import Settings
     from fovea.store.database import Database
 
-    catalog = home / "models.toml"
-    catalog.write_text(
-        f'[[deployments]]\nname = "gemma-3-demo"\ncontext_length = 4096\nmax_output_tokens = 4096\n'
-        f'[deployments.branches.latest]\nmodel = "{model}"\nmmproj = "{mmproj}"\n'
-    )
+    (home / "models.toml").write_text(catalog)
     database = Database(Settings(home=home).sqlalchemy_url)
     database.migrate()
     _, _, key = IamService(database).bootstrap()
@@ -200,21 +206,15 @@ def start_fovea(
     env = {
         **os.environ,
         "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(catalog),
+        "FOVEA_CATALOG": str(home / "models.toml"),
         "FOVEA_PORT": str(port),
         "FOVEA_LOG_LEVEL": "warning",
     }
+    base = f"http://127.0.0.1:{port}"
     process = start(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        env,
-        f"http://127.0.0.1:{port}/readyz",
-        home / "fovea.log",
+        [sys.executable, "-m", "fovea.cli.main", "serve"], env, f"{base}/readyz", home / "fovea.log"
     )
-    return (
-        process,
-        f"http://127.0.0.1:{port}/v1/chat/completions",
-        {"Authorization": f"Bearer {key.secret}"},
-    )
+    return process, base, key.secret
 
 
 def start_llama_cpp_server(

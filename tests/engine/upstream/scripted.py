@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from tests.processes import free_port
 
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
@@ -93,7 +94,7 @@ class ScriptedReplica:
         self.health: Handler | None = None
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.port = _free_port()
+        self.port = free_port()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -134,9 +135,3 @@ class ScriptedReplica:
 async def sleep_forever(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     await asyncio.sleep(3600)
     raise AssertionError("unreachable")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
