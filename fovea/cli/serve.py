@@ -47,6 +47,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Fovea writes one access line per request itself, with its request ids.
+        access_log=False,
         timeout_graceful_shutdown=5,
     )
 
