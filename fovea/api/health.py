@@ -1,4 +1,6 @@
-"""``GET /healthz`` (the process is up) and ``GET /readyz`` (every preloaded model is ready)."""
+"""``GET /healthz`` (the process is up, with every engine's state) and ``GET /readyz`` (every
+preloaded model is loaded; upstream replicas being down is in /healthz, not a reason to be
+taken out of a load balancer)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,6 @@ async def healthz(services: ServicesDep) -> Response:
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> Response:
     health = services.models.health()
-    status = 200 if health.status == "ok" else 503
+    status = 200 if health.ready else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return json_response(health, status_code=status, headers=headers)

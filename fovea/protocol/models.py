@@ -58,4 +58,6 @@ class EngineStatus(BaseModel):
 
 class HealthStatus(BaseModel):
     status: Literal["ok", "loading", "degraded"]
+    # Every model loaded (upstream replicas may still be down): what /readyz answers.
+    ready: bool
     engines: list[EngineStatus]

@@ -73,4 +73,7 @@ class ModelsService:
             status = "loading"
         else:
             status = "ok"
-        return HealthStatus(status=status, engines=engines)  # type: ignore[arg-type]
+        # Replicas that are down do not make this gateway unready: every gateway would be
+        # pulled from the load balancer, and clients would lose the clear 503 with Retry-After.
+        ready = states <= {"ready"}
+        return HealthStatus(status=status, ready=ready, engines=engines)  # type: ignore[arg-type]

@@ -168,7 +168,7 @@ def gateway(
             replica.start()
         server = start_process(
             [sys.executable, "-m", "fovea.cli.main", "serve"],
-            ready_url=f"http://127.0.0.1:{port}/healthz",
+            ready_url=f"http://127.0.0.1:{port}/readyz",
             log=home / "fovea.log",
             env=env,
         )
@@ -309,6 +309,9 @@ def test_no_reachable_replica_is_a_503_with_retry_after(gateway: Gateway) -> Non
     (replica,) = gateway.replica_states("gone").values()
     assert replica["state"] == "down"
     assert "unreachable" in replica["last_error"]
+    # The gateway stays ready: its other models serve, and this one answers a clear 503.
+    assert httpx.get(f"{gateway.root}/readyz").status_code == 200
+    assert httpx.get(f"{gateway.root}/healthz").json()["status"] == "degraded"
 
 
 def test_kill_a_replica_mid_run_then_bring_it_back(gateway: Gateway) -> None:
