@@ -29,12 +29,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.chat_overhead import serve_catalog  # noqa: E402
 from tests.processes import (  # noqa: E402
     free_port,
     start_process,
@@ -69,11 +71,33 @@ def start_vllm(stack: contextlib.ExitStack, python: Path, home: Path) -> str:
     )
     base = f"http://127.0.0.1:{port}"
     process = start_process(
-        command, ready_url=f"{base}/health", log=home / "vllm.log", env=vllm_env(os.environ),
+        command,
+        ready_url=f"{base}/health",
+        log=home / "vllm.log",
+        env=vllm_env(os.environ),
         timeout_s=240,
     )
     stack.callback(stop_process, process)
     return f"{base}/v1"
+
+
+CATALOG = """
+[[deployments]]
+name = "{model}"
+backend = "upstream"
+context_length = {context_length}
+vision = false
+max_output_tokens = 256
+default_max_tokens = 16
+
+[deployments.upstream]
+probe_interval_s = {probe_interval_s}
+metrics = true
+
+[[deployments.branches.latest.replicas]]
+url = "{upstream}"
+model = "{model}"
+"""
 
 
 def start_fovea(
@@ -81,31 +105,13 @@ def start_fovea(
 ) -> Target:
     fovea_home = home / "fovea"
     fovea_home.mkdir()
-    catalog = fovea_home / "models.toml"
-    catalog.write_text(
-        f'[[deployments]]\nname = "{MODEL}"\nbackend = "upstream"\n'
-        f"context_length = {CONTEXT_LENGTH}\nvision = false\nmax_output_tokens = 256\n"
-        "default_max_tokens = 16\n\n"
-        f"[deployments.upstream]\nprobe_interval_s = {probe_interval_s}\nmetrics = true\n\n"
-        f'[[deployments.branches.latest.replicas]]\nurl = "{upstream}"\nmodel = "{MODEL}"\n'
+    catalog = CATALOG.format(
+        model=MODEL,
+        context_length=CONTEXT_LENGTH,
+        probe_interval_s=probe_interval_s,
+        upstream=upstream,
     )
-    port = free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(fovea_home),
-        "FOVEA_CATALOG": str(catalog),
-        "FOVEA_PORT": str(port),
-        "FOVEA_LOG_LEVEL": "warning",
-    }
-    cli = [sys.executable, "-m", "fovea.cli.main"]
-    made = subprocess.run([*cli, "iam", "bootstrap", "--json"], env=env, capture_output=True)
-    if made.returncode != 0:
-        raise RuntimeError(f"fovea iam bootstrap failed:\n{made.stderr.decode()[-3000:]}")
-    key = json.loads(made.stdout)["api_key"]
-    base = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [*cli, "serve"], ready_url=f"{base}/readyz", log=home / "fovea.log", env=env
-    )
+    process, base, key = serve_catalog(catalog, fovea_home)
     stack.callback(stop_process, process)
     return Target("Fovea", f"{base}/v1/chat/completions", {"Authorization": f"Bearer {key}"})
 
@@ -150,7 +156,7 @@ def ttft_s(client: httpx.Client, target: Target, payload: dict[str, object]) -> 
     return first
 
 
-def events(lines: Iterator[str]) -> Iterator[dict[str, object]]:
+def events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     for line in lines:
         if line.startswith("data: ") and line != "data: [DONE]":
             event = json.loads(line[6:])
@@ -227,9 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--vllm-python", type=Path, default=ROOT / ".venv-vllm" / "bin" / "python"
-    )
+    parser.add_argument("--vllm-python", type=Path, default=ROOT / ".venv-vllm" / "bin" / "python")
     parser.add_argument("--requests", type=int, default=50, help="measured per row")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured, before each kind")
     parser.add_argument("--max-tokens", type=int, default=8)

@@ -157,44 +157,52 @@ class UpstreamEngine:
         keys = affinity_keys(request.messages)
         tried: list[Replica] = []
         failures: list[_ReplicaFailed] = []
-        while len(tried) < self.config.max_attempts:
-            replica = self._balancer.choose(keys, exclude=tried)
-            if replica is None:
-                break
-            tried.append(replica)
-            body = request_body(request, messages, replica.spec.model, image_urls)
-            with replica.track():
-                attempt = self._attempt(replica, body, image_tokens, request.streamed)
-                async with aclosing(attempt) as chunks:
-                    try:
-                        first = await anext(chunks)
-                    except _ReplicaFailed as failure:
-                        self._note(replica, failure)
-                        failures.append(failure)
-                        continue
-                    self._balancer.remember(keys, replica)
-                    chunk, finished = first, False
-                    try:
-                        while not finished:
-                            if chunk.finish_reason is not None:
-                                # Counted before the last yield: a collecting consumer does
-                                # not come back for more once it has the finish reason.
-                                finished = True
-                                replica.succeeded()
-                                self.stats.completed += 1
-                            yield chunk
-                            if not finished:
-                                chunk = await anext(chunks)
-                    except _ReplicaFailed as failure:
-                        # Past the first byte: the client has part of the answer already.
-                        self._note(replica, failure)
-                        raise failure.error from None
-                    except GeneratorExit:
-                        if not finished:
-                            self.stats.cancelled += 1
-                        raise
-            return
+        finished = False
+        try:
+            while len(tried) < self.config.max_attempts:
+                replica = self._balancer.choose(keys, exclude=tried)
+                if replica is None:
+                    break
+                tried.append(replica)
+                body = request_body(request, messages, replica.spec.model, image_urls)
+                with replica.track():
+                    attempt = self._attempt(replica, body, image_tokens, request.streamed)
+                    async with aclosing(attempt) as chunks:
+                        try:
+                            chunk = await anext(chunks)
+                        except _ReplicaFailed as failure:
+                            self._note(replica, failure)
+                            failures.append(failure)
+                            continue
+                        self._balancer.remember(keys, replica)
+                        try:
+                            while not finished:
+                                if chunk.finish_reason is not None:
+                                    # Counted before the last yield: a collecting consumer
+                                    # does not come back once it has the finish reason.
+                                    finished = True
+                                    self._count(replica, chunk)
+                                yield chunk
+                                if not finished:
+                                    chunk = await anext(chunks)
+                        except _ReplicaFailed as failure:
+                            # Past the first byte: the client has part of the answer already.
+                            self._note(replica, failure)
+                            raise failure.error from None
+                return
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer left (a client that disconnected): the upstream request is closed.
+            if not finished:
+                self.stats.cancelled += 1
+            raise
         raise self._no_answer(failures)
+
+    def _count(self, replica: Replica, last: GenerationChunk) -> None:
+        replica.succeeded()
+        self.stats.completed += 1
+        if last.usage is not None:
+            self.stats.prompt_tokens += last.usage.prompt_tokens
+            self.stats.cached_prompt_tokens += last.usage.cached_tokens
 
     # -- one attempt on one replica -------------------------------------------------------
 

@@ -108,6 +108,7 @@ async def test_streams_text_with_usage_in_foveas_shape(start: Start) -> None:
     usage = chunks[-1].usage
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.image_tokens) == (7, 2, 32)
+    assert (engine.stats.completed, engine.stats.prompt_tokens) == (1, 7)  # shown in /healthz
     sent = a.bodies[0]
     assert sent["model"] == "model-0"  # the name the replica expects
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
@@ -234,9 +235,7 @@ async def test_no_reachable_replica_is_a_503_with_retry_after(start: Start) -> N
     assert int(error.value.headers["Retry-After"]) >= 1
 
 
-async def test_a_consumer_that_leaves_closes_the_upstream_connection(start: Start) -> None:
-    closed = asyncio.Event()
-
+def endless_replica(closed: asyncio.Event) -> ScriptedReplica:
     async def endless(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
@@ -249,11 +248,29 @@ async def test_a_consumer_that_leaves_closes_the_upstream_connection(start: Star
             closed.set()
             raise
 
-    engine = await start(ScriptedReplica(endless))
+    return ScriptedReplica(endless)
+
+
+async def test_a_consumer_that_leaves_closes_the_upstream_connection(start: Start) -> None:
+    closed = asyncio.Event()
+    engine = await start(endless_replica(closed))
     stream = engine.generate(request())
     assert (await anext(stream)).text == "tick"
     await stream.aclose()
     await asyncio.wait_for(closed.wait(), 30)  # the replica saw its client go
+    assert engine.stats.cancelled == 1
+    assert [r.in_flight for r in engine.replicas] == [0]
+
+
+async def test_a_cancelled_request_closes_the_upstream_connection(start: Start) -> None:
+    # What a client disconnect does to a non-streaming request: its task is cancelled.
+    closed = asyncio.Event()
+    engine = await start(endless_replica(closed))
+    task = asyncio.create_task(run(engine, request()))
+    while not engine.replicas[0].in_flight:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait_for(closed.wait(), 30)
     assert engine.stats.cancelled == 1
     assert [r.in_flight for r in engine.replicas] == [0]
 
