@@ -20,7 +20,10 @@ _DRAFTABLE = frozenset({"JPEG", "MPO"})
 # leaves the bilinear resampling after it at least this factor. On a 4000x3000 photo scaled to
 # 1195x896 that is 25-40% faster than one bilinear pass, and differs from a Lanczos resize of
 # every pixel by 0.7 of 255 on average (one bilinear pass: 0.45; a JPEG q90 re-encode: 0.9).
+# Under a factor of 2 there is nothing to shrink first, and the extra pass costs 25%
+# (1600x1200 to 1195x896: 24 ms against 19 ms), so it is used from a factor of 2 only.
 _REDUCING_GAP = 1.0
+_MIN_REDUCING_FACTOR = 2.0
 
 
 def reduced_size(size: Size, min_side: int | None) -> Size | None:
@@ -53,4 +56,6 @@ def resize_to(image: Image.Image, target: Size | None) -> Image.Image:
     size or there is no target."""
     if target is None or image.size == target:
         return image
-    return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
+    factor = min(image.width / target[0], image.height / target[1])
+    gap = _REDUCING_GAP if factor >= _MIN_REDUCING_FACTOR else None
+    return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=gap)
