@@ -1,8 +1,10 @@
 """One upstream replica's state: requests in flight, failures, ejection and re-admission.
 
 A replica is UP or DOWN. It goes DOWN at once when a connection to it is refused (the process
-is gone), or after ``max_failures`` consecutive failures (5xx answers, broken streams). A DOWN
-replica gets no requests for ``cooldown_s``; after that the next passing probe re-admits it.
+is gone), or after ``max_failures`` consecutive failures of requests (5xx answers, broken
+streams; a passing health probe does not clear them: ``/health`` can pass while every chat
+request fails). A DOWN replica gets no requests for ``cooldown_s``; after that the next passing
+probe re-admits it on probation: until a request succeeds there, one failure ejects it again.
 A probe that times out marks it ``busy`` (connected, answering slowly) without ejecting it:
 llama_cpp.server, for one, answers ``/v1/models`` only between generations.
 """
@@ -55,6 +57,7 @@ class Replica:
         self._cooldown_s = cooldown_s
         self._clock = clock
         self._down_until = 0.0
+        self._on_probation = False
 
     @property
     def is_available(self) -> bool:
@@ -81,12 +84,13 @@ class Replica:
     def succeeded(self) -> None:
         self.served += 1
         self.failures = 0
+        self._on_probation = False
 
     def failed(self, reason: str, *, unreachable: bool = False) -> None:
         """A request or probe failed; ``unreachable`` (connection refused) ejects at once."""
         self.failures += 1
         self.last_error = reason
-        if unreachable or self.failures >= self._max_failures:
+        if unreachable or self._on_probation or self.failures >= self._max_failures:
             self.eject()
 
     def eject(self) -> None:
@@ -98,9 +102,7 @@ class Replica:
         if self.state is ReplicaState.DOWN and self._clock() >= self._down_until:
             self.state = ReplicaState.UP
             self.failures = 0
-            self.last_error = None
-        elif self.state is ReplicaState.UP:
-            self.failures = 0
+            self._on_probation = True
 
     def info(self) -> ReplicaInfo:
         return ReplicaInfo(

@@ -110,6 +110,22 @@ def test_failures_eject_then_cooldown_then_a_probe_readmits() -> None:
     replica.probe_passed()
     assert replica.state is ReplicaState.UP and replica.failures == 0
     assert balancer.choose([]) is replica
+    # On probation: one more failure ejects it again, until a request succeeds there.
+    replica.failed("500")
+    assert replica.state is ReplicaState.DOWN
+    clock.now += 5
+    replica.probe_passed()
+    replica.succeeded()
+    replica.failed("500")
+    assert replica.state is ReplicaState.UP
+
+
+def test_passing_probes_do_not_clear_failing_requests() -> None:
+    (replica,) = replicas(1, Clock(), max_failures=3)
+    for _ in range(3):
+        replica.failed("500 on every chat request")
+        replica.probe_passed()  # /health is fine all along
+    assert replica.state is ReplicaState.DOWN
 
 
 def test_an_unreachable_replica_is_ejected_at_once() -> None:
