@@ -42,6 +42,12 @@ model = "fake/text.gguf"
 """
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio, as the server does."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> DemoModelFiles:
     """The real demo model (Gemma 3 270M + random projector), built once per test session."""

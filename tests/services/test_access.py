@@ -19,11 +19,6 @@ pytestmark = pytest.mark.anyio
 TTL = 2.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clocks:
     """A monotonic timer for the cache and a wall clock for the keys, moved by hand."""
 

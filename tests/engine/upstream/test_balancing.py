@@ -17,11 +17,6 @@ from tests.engine.upstream.scripted import ScriptedReplica
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -35,11 +35,6 @@ from tests.engine.upstream.scripted import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def request(text: str = "hello", *, streamed: bool = True, images: int = 0) -> GenerationRequest:
     parts: list[TextPart | ImagePart] = [TextPart(text)]
     for index in range(images):

@@ -23,11 +23,6 @@ from fovea.errors import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def pieces(*chunks: bytes) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
