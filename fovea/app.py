@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.router.routes.append(chat.route)  # before chat.router's declaration of the same path
     for router in (chat.router, models.router, files.router, batches.router, health.router):
         app.include_router(router)
     budget = ByteBudget(settings.max_inflight_request_bytes, settings.admission_wait_s)

@@ -6,10 +6,12 @@ that costs more than the work these do.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
 
 from fovea.errors import FolderMismatchError
 from fovea.iam.apikeys import api_key_from_authorization
@@ -17,8 +19,14 @@ from fovea.iam.types import Principal
 from fovea.services.access import FOLDER_MISMATCH
 from fovea.services.container import Services
 
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
 
 async def get_services(request: Request) -> Services:
+    return services_of(request)
+
+
+def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -36,11 +44,20 @@ _api_key = APIKeyHeader(
 async def get_principal(
     request: Request, authorization: Annotated[str | None, Security(_api_key)]
 ) -> Principal:
-    services: Services = request.app.state.services
-    return await services.access.authenticate(api_key_from_authorization(authorization))
+    return await principal_of(request)
+
+
+async def principal_of(request: Request) -> Principal:
+    """The caller, from its ``Authorization`` header."""
+    authorization = request.headers.get("authorization")
+    return await services_of(request).access.authenticate(api_key_from_authorization(authorization))
 
 
 async def get_header_folder(request: Request) -> str | None:
+    return header_folder_of(request)
+
+
+def header_folder_of(request: Request) -> str | None:
     """The folder named by ``OpenAI-Project`` or ``x-folder-id``, if any."""
     openai_project = request.headers.get("openai-project")
     x_folder_id = request.headers.get("x-folder-id")
@@ -50,6 +67,15 @@ async def get_header_folder(request: Request) -> str | None:
             f"x-folder-id names {x_folder_id}"
         )
     return x_folder_id or openai_project
+
+
+def parse_body(model: type[BodyT], raw: bytes) -> BodyT:
+    """``raw`` as ``model``; errors rendered as FastAPI's body validation errors are."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
