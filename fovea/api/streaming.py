@@ -20,11 +20,16 @@ T = TypeVar("T")
 
 
 async def sse_events(items: AsyncGenerator[BaseModel, None]) -> AsyncIterator[str]:
-    """``data: <json>`` events, then ``data: [DONE]``; a failure mid-stream is one error event."""
+    """``data: <json>`` events, then ``data: [DONE]``; a failure mid-stream is one error event.
+
+    Keys whose value is null are left out, as the cloud sends its chunks: its own SDK reads
+    ``"finish_reason": null`` as a string and ``"usage": null`` as usage. The ``openai`` client
+    and LangChain read chunks without those keys the same way.
+    """
     try:
         async with aclosing(items) as stream:
             async for item in stream:
-                yield f"data: {item.model_dump_json()}\n\n"
+                yield f"data: {item.model_dump_json(exclude_none=True)}\n\n"
     except FoveaError as exc:
         yield sse_error(exc)
         return
