@@ -29,9 +29,18 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         if settings.preload_models:
             services.preload()
         runner = asyncio.create_task(services.batch_runner.run_forever(), name="batch runner")
+        grpc_server = None
+        if settings.grpc_port is not None:
+            from fovea.grpc.server import build_grpc_server
+
+            advertised = settings.grpc_advertised_address or f"{settings.host}:{settings.grpc_port}"
+            grpc_server = build_grpc_server(services, settings.host, settings.grpc_port, advertised)
+            await grpc_server.start()
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)
             runner.cancel()
             with suppress(asyncio.CancelledError):
                 await runner

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     catalog: Path | None = None
+    # The gRPC front for the cloud's SDK (off unless a port is given), and the host:port it
+    # tells clients to use (default: host:grpc_port).
+    grpc_port: int | None = None
+    grpc_advertised_address: str | None = None
     database_url: str | None = None
     log_level: str = "info"
 

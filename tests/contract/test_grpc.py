@@ -1,0 +1,113 @@
+"""The cloud's own SDK over gRPC against a real ``fovea serve`` with ``FOVEA_GRPC_PORT``: endpoint
+discovery, ``sdk.models.completions`` run and run_stream, and errors as the SDK's gRPC errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import grpc
+import pytest
+from yandex_ai_studio_sdk import AIStudio
+from yandex_ai_studio_sdk.retry import NoRetryPolicy
+
+from fovea.modelgen.demo import DemoModelFiles
+from fovea.settings import Settings
+from tests.conftest import make_keys
+from tests.processes import free_port, start_process, stop_process
+
+pytestmark = pytest.mark.slow
+
+CATALOG = """
+[[deployments]]
+name = "gemma-3-demo"
+chat_template = "gemma3"
+context_length = 2048
+max_output_tokens = 256
+[deployments.branches.latest]
+model = "{model}"
+mmproj = "{mmproj}"
+"""
+
+
+@dataclass
+class Node:
+    http: str
+    grpc: str
+    folder_id: str
+    api_key: str
+
+    def sdk(self, api_key: str | None = None) -> AIStudio:
+        # Only the gRPC endpoint: the rest is discovered (the HTTP base URL the SDK cannot).
+        return AIStudio(
+            folder_id=self.folder_id,
+            auth=api_key or self.api_key,
+            endpoint=self.grpc,
+            verify=False,
+            service_map={"http_completions": f"{self.http}/v1/"},
+            retry_policy=NoRetryPolicy(),
+        )
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles) -> Iterator[Node]:
+    home = tmp_path_factory.mktemp("grpc")
+    (home / "models.toml").write_text(
+        CATALOG.format(model=demo_model.model, mmproj=demo_model.mmproj)
+    )
+    keys = make_keys(Settings(home=home))
+    keys.database.dispose()
+    port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "FOVEA_HOME": str(home),
+        "FOVEA_CATALOG": str(home / "models.toml"),
+        "FOVEA_PORT": str(port),
+        "FOVEA_GRPC_PORT": str(grpc_port),
+    }
+    process = start_process(
+        [sys.executable, "-m", "fovea.cli.main", "serve"],
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        log=Path(home / "fovea.log"),
+        env=env,
+    )
+    try:
+        yield Node(
+            f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", keys.folder_id, keys.api_key
+        )
+    finally:
+        stop_process(process)
+
+
+def test_text_generation_runs_and_streams_over_grpc(node: Node) -> None:
+    model = node.sdk().models.completions("gemma-3-demo").configure(temperature=0, max_tokens=12)
+    messages = [{"role": "system", "text": "Answer briefly."}, {"role": "user", "text": "Hi!"}]
+    whole = model.run(messages)
+    assert whole.alternatives[0].text
+    assert whole.usage.input_text_tokens > 0
+    assert whole.usage.total_tokens == whole.usage.input_text_tokens + whole.usage.completion_tokens
+    partials = list(model.run_stream(messages))
+    texts = [p.alternatives[0].text for p in partials]
+    assert len(texts) > 1
+    assert all(b.startswith(a) for a, b in pairwise(texts))  # accumulated, as the cloud sends
+    assert texts[-1] == whole.alternatives[0].text
+    assert partials[-1].alternatives[0].status.name in ("FINAL", "TRUNCATED_FINAL")
+    assert partials[0].alternatives[0].status.name == "PARTIAL"
+
+
+def test_errors_reach_the_sdk_as_grpc_statuses(node: Node) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as unknown_key:
+        node.sdk("fva.nope.nope").models.completions("gemma-3-demo").run("Hi")
+    assert unknown_key.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert unknown_key.value.details() == "Unknown api key"
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        node.sdk().models.completions("no-such-model").run("Hi")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as too_long:
+        node.sdk().models.completions("gemma-3-demo").configure(max_tokens=100_000).run("Hi")
+    assert too_long.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_tokens is too large" in (too_long.value.details() or "")
