@@ -8,7 +8,9 @@ accumulated text (as the cloud sends them), status PARTIAL, then FINAL (or TRUNC
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -31,6 +33,8 @@ from fovea.services.container import Services
 
 Status = common.Alternative.AlternativeStatus
 
+log = logging.getLogger(__name__)
+
 
 class TextGeneration(service_grpc.TextGenerationServiceServicer):
     def __init__(self, services: Services) -> None:
@@ -50,6 +54,9 @@ class TextGeneration(service_grpc.TextGenerationServiceServicer):
                 yield response
         except FoveaError as error:
             await abort(context, error)
+        except Exception:
+            log.exception("gRPC Completion failed")
+            await abort(context, FoveaError("The server had an error processing your request."))
 
 
 def chat_request(request: service.CompletionRequest) -> wire.ChatCompletionRequest:
@@ -96,15 +103,17 @@ async def _responses(run: ChatRun, stream: bool) -> AsyncIterator[service.Comple
         return
     text = ""
     finish_reason: str | None = None
-    async for chunk in run.chunks(include_usage=True):
-        if chunk.choices:
-            delta = chunk.choices[0].delta.content or ""
-            finish_reason = chunk.choices[0].finish_reason or finish_reason
-            if delta:
-                text += delta
-                yield _response(text, None, None)
-        if chunk.usage is not None:
-            yield _response(text, finish_reason or "stop", chunk.usage)
+    # Closed at once when the client cancels: that frees the engine and the folder's quota.
+    async with aclosing(run.chunks(include_usage=True)) as chunks:
+        async for chunk in chunks:
+            if chunk.choices:
+                delta = chunk.choices[0].delta.content or ""
+                finish_reason = chunk.choices[0].finish_reason or finish_reason
+                if delta:
+                    text += delta
+                    yield _response(text, None, None)
+            if chunk.usage is not None:
+                yield _response(text, finish_reason or "stop", chunk.usage)
 
 
 def _response(
