@@ -111,3 +111,29 @@ def test_errors_reach_the_sdk_as_grpc_statuses(node: Node) -> None:
         node.sdk().models.completions("gemma-3-demo").configure(max_tokens=100_000).run("Hi")
     assert too_long.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "max_tokens is too large" in (too_long.value.details() or "")
+
+
+def test_only_endpoint_discovery_answers_without_a_key(node: Node) -> None:
+    from yandex.cloud.ai.foundation_models.v1 import text_common_pb2
+    from yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as generation,
+    )
+    from yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2_grpc as generation_grpc,
+    )
+    from yandex.cloud.endpoint import api_endpoint_service_pb2 as endpoints
+    from yandex.cloud.endpoint import api_endpoint_service_pb2_grpc as endpoints_grpc
+
+    with grpc.insecure_channel(node.grpc) as channel:
+        listed = endpoints_grpc.ApiEndpointServiceStub(channel).List(
+            endpoints.ListApiEndpointsRequest(), timeout=10
+        )
+        assert {e.id: e.address for e in listed.endpoints}["ai-foundation-models"] == node.grpc
+        request = generation.CompletionRequest(
+            model_uri=f"gpt://{node.folder_id}/gemma-3-demo",
+            messages=[text_common_pb2.Message(role="user", text="Hi")],
+        )
+        with pytest.raises(grpc.RpcError) as anonymous:
+            list(generation_grpc.TextGenerationServiceStub(channel).Completion(request, timeout=10))
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "Missing API key" in (anonymous.value.details() or "")
