@@ -237,6 +237,11 @@ def start_llama_cpp_server(
         "2",
         "--flash_attn",
         "true",
+        # Otherwise a second request silently truncates a running stream (infra notes).
+        "--interrupt_requests",
+        "false",
+        "--host",
+        "127.0.0.1",
         "--port",
         str(port),
         "--verbose",
@@ -244,7 +249,8 @@ def start_llama_cpp_server(
     ]
     process = start(
         command,
-        dict(os.environ),
+        # HOST and PORT in the environment would override the flags.
+        {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT")},
         f"http://127.0.0.1:{port}/v1/models",
         home / "llama_cpp_server.log",
     )

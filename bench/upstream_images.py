@@ -18,7 +18,6 @@ a new question each time (no prompt cache), median of ``--runs``:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.chat_overhead import bench_files, free_port, serve_catalog, start  # noqa: E402
+from bench.chat_overhead import bench_files, serve_catalog, start_llama_cpp_server  # noqa: E402
 from bench.image_decode import LIMITS, data_url, photo_like  # noqa: E402
 from fovea.media.encode import jpeg_data_url  # noqa: E402
 from fovea.media.images import decode_image_url  # noqa: E402
@@ -82,17 +81,6 @@ def ttft_s(base: str, headers: dict[str, str], image_url: str, take: int) -> flo
     raise RuntimeError("no content in the stream")
 
 
-def start_replica(model: Path, mmproj: Path, home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
-    command += ["--clip_model_path", str(mmproj), "--chat_format", "mtmd", "--n_ctx", "4096"]
-    command += ["--n_threads", "2", "--interrupt_requests", "false", "--verbose", "false"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT")}
-    base = f"http://127.0.0.1:{port}"
-    return start(command, env, f"{base}/v1/models", home / "replica.log"), base
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,7 +99,8 @@ def main() -> None:
     model, mmproj = bench_files()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        replica, replica_base = start_replica(model, mmproj, home)
+        replica, chat_url = start_llama_cpp_server(model, mmproj, home)
+        replica_base = chat_url.removesuffix("/v1/chat/completions")
         gateway, gateway_base, key = serve_catalog(CATALOG.format(replica=replica_base), home)
         try:
             runs = {

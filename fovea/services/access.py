@@ -53,13 +53,18 @@ class AccessControl:
         credentials = self._keys.get(key_id)
         if credentials is not None:
             return check_credentials(credentials, secret, self._iam.now())
-        credentials = await to_thread.run_sync(self._iam.credentials, key_id)
+        credentials = await to_thread.run_sync(self._read_and_check, key_id, secret)
+        self._keys[key_id] = credentials
+        return credentials.principal
+
+    def _read_and_check(self, key_id: str, secret: str) -> KeyCredentials:
+        """On a cache miss, in one worker thread: read the key, check it, note its use."""
+        credentials = self._iam.credentials(key_id)
         if credentials is None:
             raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
-        principal = check_credentials(credentials, secret, self._iam.now())
-        self._keys[key_id] = credentials
-        await to_thread.run_sync(self._iam.record_use, credentials)
-        return principal
+        check_credentials(credentials, secret, self._iam.now())
+        self._iam.record_use(credentials)
+        return credentials
 
     def folder_for(
         self, principal: Principal, *, uri_folder: str | None, header_folder: str | None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing, suppress
 
@@ -32,7 +33,7 @@ from fovea.engine.types import (
 from fovea.engine.upstream.balancer import Balancer, affinity_keys
 from fovea.engine.upstream.config import UpstreamConfig
 from fovea.engine.upstream.probes import Prober
-from fovea.engine.upstream.replica import Clock, Replica, monotonic
+from fovea.engine.upstream.replica import Clock, Replica
 from fovea.engine.upstream.wire import (
     StreamAssembler,
     judge_status,
@@ -67,7 +68,7 @@ class UpstreamEngine:
         self,
         config: UpstreamConfig,
         *,
-        clock: Clock = monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.config = config
         self.capabilities = Capabilities(

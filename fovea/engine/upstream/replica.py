@@ -11,7 +11,6 @@ llama_cpp.server, for one, answers ``/v1/models`` only between generations.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -117,7 +116,3 @@ class Replica:
             running=self.running,
             waiting=self.waiting,
         )
-
-
-def monotonic() -> float:
-    return time.monotonic()
