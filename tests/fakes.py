@@ -6,15 +6,17 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import ClassVar
 
-from fovea.engine.base import EngineState
+from fovea.engine.base import EngineState, require_text
 from fovea.engine.types import (
     Capabilities,
     EngineStats,
     GenerationChunk,
     GenerationRequest,
     ImagePart,
+    Message,
     ReplicaInfo,
     TextPart,
+    Token,
     Usage,
 )
 from fovea.settings import BranchConfig, DeploymentConfig
@@ -87,6 +89,14 @@ class ScriptedEngine:
         finally:
             if not finished:
                 self.stats.cancelled += 1
+
+    async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
+        """A special BOS, then one token per word of the text; images refused as engines do."""
+        if not isinstance(prompt, str):
+            require_text(prompt)
+            prompt = " ".join(p.text for m in prompt for p in m.parts if isinstance(p, TextPart))
+        words = [Token(100 + i, word, False) for i, word in enumerate(prompt.split())]
+        return [Token(2, "<bos>", True), *words]
 
     async def aclose(self) -> None:
         self._state = "stopped"

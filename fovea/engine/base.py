@@ -10,8 +10,12 @@ from fovea.engine.types import (
     EngineStats,
     GenerationChunk,
     GenerationRequest,
+    ImagePart,
+    Message,
     ReplicaInfo,
+    Token,
 )
+from fovea.errors import InvalidRequestError
 
 EngineState = Literal["stopped", "loading", "ready", "failed"]
 
@@ -42,4 +46,20 @@ class Engine(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]: ...
 
+    async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
+        """The tokens the model is fed for ``prompt``: messages rendered with the chat template
+        exactly as ``generate`` renders them, a ``str`` as it is. Text only: messages with
+        images raise ``InvalidRequestError`` (see ``require_text``)."""
+
     async def aclose(self) -> None: ...
+
+
+def require_text(messages: tuple[Message, ...]) -> None:
+    """Refuses images in a prompt to tokenize: an image's positions are encoder output, not
+    tokens, and a completion's usage already counts them (``image_tokens``)."""
+    if any(isinstance(part, ImagePart) for message in messages for part in message.parts):
+        raise InvalidRequestError(
+            "tokenize counts text only; send the messages without images (a completion's "
+            "usage.prompt_tokens_details.image_tokens counts what images take)",
+            param="messages",
+        )

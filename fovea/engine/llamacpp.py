@@ -3,6 +3,7 @@
 The event loop never touches the model. ``generate`` posts a job to the worker's queue and reads
 chunks back through an ``asyncio.Queue``; a consumer that goes away sets the job's cancel flag,
 which the worker checks between tokens, so a disconnected client frees the model at once.
+``tokenize`` posts a call the same way and awaits its answer.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import closing
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
@@ -24,7 +26,10 @@ from fovea.engine.types import (
     EngineStats,
     GenerationChunk,
     GenerationRequest,
+    Message,
+    Priority,
     ReplicaInfo,
+    Token,
 )
 from fovea.errors import EngineError, FoveaError, ModelNotReadyError
 
@@ -44,6 +49,19 @@ class _Job:
         self.loop.call_soon_threadsafe(self.output.put_nowait, item)
 
 
+@dataclass
+class _Call:
+    """Work on the model other than a generation (tokenizing), answered through a future."""
+
+    work: Callable[[LlamaModel], Any]
+    loop: asyncio.AbstractEventLoop
+    answer: asyncio.Future[Any]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.answer, error, result)
+
+
 class LlamaCppEngine:
     """A GGUF model (with an optional mmproj) served by a dedicated thread."""
 
@@ -55,7 +73,9 @@ class LlamaCppEngine:
             context_length=config.context_length,
         )
         # (priority, arrival, job): interactive requests overtake queued batch lines.
-        self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self._jobs: queue.PriorityQueue[tuple[int, int, _Job | _Call | None]] = (
+            queue.PriorityQueue()
+        )
         self._arrivals = itertools.count()
         self._state: EngineState = "stopped"
         self._failure: str | None = None
@@ -87,11 +107,7 @@ class LlamaCppEngine:
         await asyncio.shield(self._loaded)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
-        if self._state != "ready":
-            raise ModelNotReadyError(
-                f"Model {self.config.name} is not ready ({self._state})",
-                headers={"Retry-After": "5"},
-            )
+        self._require_ready()
         job = _Job(request, asyncio.get_running_loop())
         self._jobs.put((request.priority, next(self._arrivals), job))
         try:
@@ -104,6 +120,25 @@ class LlamaCppEngine:
                     return
         finally:
             job.cancelled.set()
+
+    async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
+        self._require_ready()
+        loop = asyncio.get_running_loop()
+        call = _Call(lambda model: model.tokenize(prompt), loop, loop.create_future())
+        # Queued as interactive work: it waits for the generation in progress, not for batches.
+        self._jobs.put((Priority.INTERACTIVE, next(self._arrivals), call))
+        try:
+            tokens: list[Token] = await call.answer
+        finally:
+            call.cancelled.set()
+        return tokens
+
+    def _require_ready(self) -> None:
+        if self._state != "ready":
+            raise ModelNotReadyError(
+                f"Model {self.config.name} is not ready ({self._state})",
+                headers={"Retry-After": "5"},
+            )
 
     async def aclose(self) -> None:
         if self._thread is None:
@@ -141,6 +176,9 @@ class LlamaCppEngine:
 
     def _serve(self, model: LlamaModel) -> None:
         while (job := self._jobs.get()[2]) is not None:
+            if isinstance(job, _Call):
+                self._answer(model, job)
+                continue
             if job.cancelled.is_set():
                 self.stats.cancelled += 1
                 continue
@@ -162,11 +200,25 @@ class LlamaCppEngine:
                 log.exception("generation %s failed", job.request.request_id)
                 job.emit(EngineError(f"The engine failed on this request: {exc}"))
 
+    @staticmethod
+    def _answer(model: LlamaModel, call: _Call) -> None:
+        if call.cancelled.is_set():
+            return
+        try:
+            call.settle(call.work(model))
+        except FoveaError as exc:
+            call.settle(error=exc)
+        except Exception as exc:
+            log.exception("a call on model %s failed", model.config.name)
+            call.settle(error=EngineError(f"The engine failed on this request: {exc}"))
 
-def _settle(future: asyncio.Future[None] | None, error: Exception | None) -> None:
-    if future is None or future.done():
+
+def _settle(
+    future: asyncio.Future[Any] | None, error: BaseException | None, result: Any = None
+) -> None:
+    if future is None or future.done():  # already done: cancelled by a caller that left
         return
     if error is None:
-        future.set_result(None)
+        future.set_result(result)
     else:
         future.set_exception(error)

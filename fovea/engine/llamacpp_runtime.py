@@ -23,6 +23,7 @@ import numpy as np
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
+from fovea.engine.base import require_text
 from fovea.engine.chat_template import ChatTemplate, resolve_template
 from fovea.engine.embedding_cache import EmbeddingCache
 from fovea.engine.mtmd_prompt import (
@@ -41,7 +42,9 @@ from fovea.engine.types import (
     GenerationChunk,
     GenerationRequest,
     ImagePart,
+    Message,
     ResponseFormat,
+    Token,
     Usage,
 )
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
@@ -153,7 +156,7 @@ class LlamaModel:
     ) -> Generator[GenerationChunk, None, None]:
         """Evaluate the prompt, then yield text as it is sampled; the last chunk has usage."""
         grammar = _grammar_for(request.response_format)
-        prompt = self._tokenize(request)
+        prompt = self._tokenize(request.messages)
         try:
             max_tokens = self._max_tokens(request, prompt)
             cached = self._evaluate(prompt, cancelled)
@@ -163,29 +166,52 @@ class LlamaModel:
         self.stats.cached_prompt_tokens += cached
         yield from self._sample(request, prompt, max_tokens, grammar, cancelled, cached)
 
-    def _tokenize(self, request: GenerationRequest) -> Prompt:
-        images = [p.image for m in request.messages for p in m.parts if isinstance(p, ImagePart)]
+    def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
+        """The tokens ``generate`` feeds the model for these messages (or this text, as is)."""
+        if isinstance(prompt, str):
+            ids = self._text_tokens(prompt)
+        else:
+            require_text(prompt)
+            tokenized = self._tokenize(prompt)
+            tokenized.free()
+            ids = [unit for unit in tokenized.units if isinstance(unit, int)]  # text: token ids
+        return [
+            Token(
+                id=token,
+                text=self._token_bytes(token, special=True).decode("utf-8", errors="replace"),
+                special=llama_cpp.llama_vocab_is_control(self._vocab, token),
+            )
+            for token in ids
+        ]
+
+    def _tokenize(self, messages: tuple[Message, ...]) -> Prompt:
+        images = [p.image for m in messages for p in m.parts if isinstance(p, ImagePart)]
         if images and self._mtmd is None:
             raise InvalidRequestError(
                 f"Model {self.config.name} does not accept images", param="messages"
             )
-        messages = request.messages
         if self.config.pan_and_scan and any(i.detail == "high" for i in images):
             messages = expand_high_detail(messages)
             images = [p.image for m in messages for p in m.parts if isinstance(p, ImagePart)]
         text = self._template.render(messages, self._marker)
-        add_special = not text.startswith(self._template.bos_token)
         if self._mtmd is None:
-            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+            tokens = self._text_tokens(text)
             segments = [Segment(0, len(tokens), is_image=False)]
             return Prompt(None, tokens, len(tokens), units=list(tokens), segments=segments)
         bitmaps = [bitmap(image) for image in images]
         try:
-            chunks = mtmd_tokenize(self._mtmd, text, bitmaps, add_special)
+            chunks = mtmd_tokenize(self._mtmd, text, bitmaps, self._adds_bos(text))
         finally:
             for each in bitmaps:
                 mtmd.mtmd_bitmap_free(each)
         return measure(chunks)
+
+    def _adds_bos(self, text: str) -> bool:
+        # Templates that write the BOS themselves (Gemma's) must not get a second one.
+        return not text.startswith(self._template.bos_token)
+
+    def _text_tokens(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=self._adds_bos(text), special=True)
 
     def _max_tokens(self, request: GenerationRequest, prompt: Prompt) -> int:
         n_ctx = self._llm.n_ctx()
@@ -317,9 +343,16 @@ class LlamaModel:
         )
         yield GenerationChunk(tail, finish_reason=finish, usage=usage)  # type: ignore[arg-type]
 
-    def _token_bytes(self, token: int) -> bytes:
+    def _token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """The token's text as bytes; control tokens (BOS, end of turn) are empty unless
+        ``special``."""
         buffer = self._piece_buffer
-        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, special)
+        if size < 0:  # the buffer is too small: -size bytes are needed
+            buffer = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(
+                self._vocab, token, buffer, len(buffer), 0, special
+            )
         return buffer.raw[:size] if size > 0 else b""
 
 

@@ -102,6 +102,15 @@ class GenerationChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """One token of a prompt as the model is fed it; ``special`` marks control tokens (BOS)."""
+
+    id: int
+    text: str
+    special: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a loaded model can do; checked once, before dispatch."""
 

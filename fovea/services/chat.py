@@ -1,4 +1,5 @@
-"""Chat completions: from an OpenAI request to an engine generation and back."""
+"""Chat completions: from an OpenAI request to an engine generation and back; and the tokens
+such a request's prompt takes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from fovea.engine.base import Engine
 from fovea.engine.registry import EngineKey, EngineRegistry
 from fovea.engine.types import (
     Capabilities,
@@ -21,6 +23,7 @@ from fovea.engine.types import (
     ResponseFormat,
     SamplingParams,
     TextPart,
+    Token,
 )
 from fovea.errors import GenerationTimeoutError, InvalidRequestError
 from fovea.iam.apikeys import GENERATION_SCOPES
@@ -136,8 +139,19 @@ class _Release:
                 self._quotas.release(self._folder_id)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where an allowed request goes: its folder, model and started engine."""
+
+    model_uri: str  # canonical, with the folder
+    folder_id: str
+    model: ResolvedModel
+    engine: Engine
+
+
 class ChatService:
-    """Checks access and capabilities, decodes images, and starts the generation."""
+    """Checks access and capabilities, decodes images, and starts the generation (or counts
+    the prompt's tokens)."""
 
     def __init__(
         self,
@@ -183,16 +197,8 @@ class ChatService:
         """
         if body.model_extra:
             log.info("ignoring unknown request fields: %s", ", ".join(sorted(body.model_extra)))
-        self._access.require_scope(principal, GENERATION_SCOPES)
-        uri = parse_model_uri(body.model)
-        folder_id = self._access.folder_for(
-            principal, uri_folder=uri.folder_id, header_folder=header_folder
-        )
-        await self._access.require(principal, folder_id, Permission.MODELS_USE)
-        model = self._catalog.resolve(uri, folder_id)
-        engine = await self._engines.get(
-            EngineKey(model.deployment.name, model.branch), self._limits.model_load_wait_s
-        )
+        target = await self._target(principal, body.model, header_folder)
+        model, engine, folder_id = target.model, target.engine, target.folder_id
         _check_capabilities(body, model, engine.capabilities, self._images)
         quotas = self._quotas if priority == Priority.INTERACTIVE else None
         if quotas is not None:
@@ -211,12 +217,54 @@ class ChatService:
             release()
             raise
         return ChatRun(
-            model_uri=uri.canonical(folder_id),
+            model_uri=target.model_uri,
             first=first,
             rest=stream,
             release=release,
             deadline=deadline,
         )
+
+    async def tokenize(
+        self,
+        principal: Principal,
+        body: wire.ChatCompletionRequest,
+        header_folder: str | None = None,
+    ) -> tuple[list[Token], str]:
+        """The tokens of the prompt a completion of ``body`` feeds the model (chat template
+        applied: as many as its ``usage.prompt_tokens``), and the model URI. Checked as a
+        completion is; takes no generation slot. Text only."""
+        target = await self._target(principal, body.model, header_folder)
+        messages = await self._messages(body.messages, target.engine.capabilities)
+        return await target.engine.tokenize(messages), target.model_uri
+
+    async def tokenize_text(
+        self, principal: Principal, model: str, text: str, header_folder: str | None = None
+    ) -> tuple[list[Token], str]:
+        """The tokens of ``text`` as it is (no chat template), and the model URI."""
+        target = await self._target(principal, model, header_folder)
+        return await target.engine.tokenize(text), target.model_uri
+
+    async def check(self, principal: Principal, body: wire.ChatCompletionRequest) -> None:
+        """The checks a completion of ``body`` passes before it starts (key, folder, role,
+        model, capabilities), for work that runs later: a deferred completion."""
+        target = await self._target(principal, body.model, None)
+        _check_capabilities(body, target.model, target.engine.capabilities, self._images)
+
+    async def _target(
+        self, principal: Principal, model_name: str, header_folder: str | None
+    ) -> _Target:
+        """Checks the key, folder and role, resolves the model and starts its engine."""
+        self._access.require_scope(principal, GENERATION_SCOPES)
+        uri = parse_model_uri(model_name)
+        folder_id = self._access.folder_for(
+            principal, uri_folder=uri.folder_id, header_folder=header_folder
+        )
+        await self._access.require(principal, folder_id, Permission.MODELS_USE)
+        model = self._catalog.resolve(uri, folder_id)
+        engine = await self._engines.get(
+            EngineKey(model.deployment.name, model.branch), self._limits.model_load_wait_s
+        )
+        return _Target(uri.canonical(folder_id), folder_id, model, engine)
 
     async def _build_request(
         self,

@@ -5,21 +5,26 @@ A request is sent to the replica the balancer picks. Until its first chunk of te
 another one, at most ``max_attempts`` replicas in all; after that, the failure ends the stream
 with an error. A consumer that stops iterating closes the upstream connection, which makes the
 engine drop the request.
+
+``tokenize`` asks a replica's ``/tokenize`` (vLLM's) for the tokens of the prompt it renders;
+replicas without one (404) make it a 400, as there is nothing else to count with.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing, suppress
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from contextlib import aclosing, contextmanager, suppress
+from typing import Any
 
 import aiohttp
 import anyio
 from anyio import to_thread
 
-from fovea.engine.base import EngineState
+from fovea.engine.base import EngineState, require_text
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE, expand_high_detail
 from fovea.engine.types import (
     Capabilities,
@@ -29,6 +34,8 @@ from fovea.engine.types import (
     ImagePart,
     Message,
     ReplicaInfo,
+    TextPart,
+    Token,
 )
 from fovea.engine.upstream.balancer import Balancer, affinity_keys
 from fovea.engine.upstream.config import UpstreamConfig
@@ -41,7 +48,7 @@ from fovea.engine.upstream.wire import (
     request_body,
     sse_data,
 )
-from fovea.errors import FoveaError, NoReplicaError, UpstreamError
+from fovea.errors import FoveaError, InvalidRequestError, NoReplicaError, UpstreamError
 from fovea.media.encode import jpeg_data_url
 
 log = logging.getLogger(__name__)
@@ -205,19 +212,44 @@ class UpstreamEngine:
             self.stats.prompt_tokens += last.usage.prompt_tokens
             self.stats.cached_prompt_tokens += last.usage.cached_tokens
 
+    async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
+        if not isinstance(prompt, str):
+            require_text(prompt)
+        keys = [] if isinstance(prompt, str) else affinity_keys(prompt)
+        tried: list[Replica] = []
+        failures: list[_ReplicaFailed] = []
+        while len(tried) < self.config.max_attempts:
+            replica = self._balancer.choose(keys, exclude=tried)
+            if replica is None:
+                break
+            tried.append(replica)
+            try:
+                with replica.track(), self._failures(replica):
+                    return await self._tokenize_on(replica, prompt)
+            except _ReplicaFailed as failure:
+                self._note(replica, failure)
+                failures.append(failure)
+        raise self._no_answer(failures)
+
     # -- one attempt on one replica -------------------------------------------------------
 
     async def _attempt(
         self, replica: Replica, body: bytes, image_tokens: int, streamed: bool
     ) -> AsyncGenerator[GenerationChunk, None]:
         """The replica's answer as chunks; its failures as ``_ReplicaFailed``."""
-        try:
+        with self._failures(replica):
             if streamed:
                 async with aclosing(self._stream(replica, body, image_tokens)) as chunks:
                     async for chunk in chunks:
                         yield chunk
             else:
                 yield await self._complete(replica, body, image_tokens)
+
+    @contextmanager
+    def _failures(self, replica: Replica) -> Iterator[None]:
+        """Failures talking to ``replica`` as ``_ReplicaFailed`` (aiohttp's, garbage answers)."""
+        try:
+            yield
         except UpstreamError as exc:  # garbage, or an error event from the replica
             raise _ReplicaFailed(exc, unreachable=False) from None
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -276,6 +308,24 @@ class UpstreamEngine:
             content = await response.read()
         return parse_completion(content, image_tokens)
 
+    async def _tokenize_on(
+        self, replica: Replica, prompt: tuple[Message, ...] | str
+    ) -> list[Token]:
+        assert self._session is not None
+        async with self._session.post(
+            _tokenize_url(replica),
+            data=_tokenize_body(prompt, replica.spec.model),
+            headers=replica.headers,
+        ) as response:
+            if response.status == 404:
+                raise InvalidRequestError(
+                    f"Tokenization is not available for model {self.config.name}: its server "
+                    f"{replica.label} answered 404 to /tokenize (vLLM-style servers have it)",
+                    code="tokenize_unavailable",
+                )
+            await _check_status(replica, response)
+            return _parse_tokens(await response.read(), replica)
+
     # -- helpers -------------------------------------------------------------------------
 
     def _note(self, replica: Replica, failure: _ReplicaFailed) -> None:
@@ -323,3 +373,35 @@ async def _check_status(replica: Replica, response: aiohttp.ClientResponse) -> N
     if not verdict.retry_elsewhere:
         raise verdict.error
     raise _ReplicaFailed(verdict.error, unreachable=False, fault=verdict.replica_fault)
+
+
+def _tokenize_url(replica: Replica) -> str:
+    # vLLM serves /tokenize at the server's root, beside /health, not under /v1.
+    return replica.health_url.removesuffix("/health") + "/tokenize"
+
+
+def _tokenize_body(prompt: tuple[Message, ...] | str, model: str) -> bytes:
+    body: dict[str, Any] = {"model": model, "return_token_strs": True}
+    if isinstance(prompt, str):
+        body["prompt"] = prompt
+    else:
+        # As generate sends them; the replica renders its chat template (generation prompt on).
+        body["messages"] = [{"role": m.role, "content": _text(m)} for m in prompt]
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _text(message: Message) -> str:
+    return "".join(p.text for p in message.parts if isinstance(p, TextPart))
+
+
+def _parse_tokens(content: bytes, replica: Replica) -> list[Token]:
+    """vLLM's ``{"tokens": [ids], "token_strs": [texts]}``; it does not say which are special."""
+    try:
+        answer = json.loads(content)
+        ids = [int(token) for token in answer["tokens"]]
+        texts = answer.get("token_strs") or [""] * len(ids)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UpstreamError(
+            f"The model's server {replica.label} answered /tokenize with {content[:200]!r}"
+        ) from None
+    return [Token(id=i, text=str(t), special=False) for i, t in zip(ids, texts, strict=False)]
