@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from fovea import __version__
-from fovea.api import batches, chat, files, health, models
+from fovea.api import batches, chat, datasets, files, health, models
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
@@ -28,13 +28,16 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         app.state.services = services
         if settings.preload_models:
             services.preload()
+        services.resume()
         runner = asyncio.create_task(services.batch_runner.run_forever(), name="batch runner")
         grpc_server = None
         if settings.grpc_port is not None:
             from fovea.grpc.server import build_grpc_server
 
             advertised = settings.grpc_advertised_address or f"{settings.host}:{settings.grpc_port}"
-            grpc_server = build_grpc_server(services, settings.host, settings.grpc_port, advertised)
+            grpc_server = build_grpc_server(
+                services, settings.host, settings.grpc_port, advertised, settings.grpc_tls()
+            )
             await grpc_server.start()
         try:
             yield
@@ -54,11 +57,14 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
     )
     install_error_handlers(app)
     app.router.routes.append(chat.route)  # before chat.router's declaration of the same path
-    for router in (chat.router, models.router, files.router, batches.router, health.router):
+    routers = (chat.router, models.router, files.router, batches.router, datasets.router)
+    for router in (*routers, health.router):
         app.include_router(router)
     budget = ByteBudget(settings.max_inflight_request_bytes, settings.admission_wait_s)
     app.state.request_budget = budget
-    uploads = UploadLimit(frozenset({"/v1/files"}), settings.max_file_bytes)
+    uploads = UploadLimit(
+        frozenset({"/v1/files"}), settings.max_file_bytes, put_prefixes=(datasets.UPLOAD_PREFIX,)
+    )
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, budget=budget, uploads=uploads
     )

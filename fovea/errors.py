@@ -122,6 +122,14 @@ class MethodNotAllowedError(FoveaError):
     default_code = "method_not_allowed"
 
 
+class ConflictError(FoveaError):
+    """The object is in a state that does not allow the action (delete a running batch)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(FoveaError):
     status_code = 413
     error_type = "invalid_request_error"

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -47,6 +48,16 @@ class Settings(BaseSettings):
     # tells clients to use (default: host:grpc_port).
     grpc_port: int | None = None
     grpc_advertised_address: str | None = None
+    # TLS for the gRPC port: a PEM certificate chain and its private key (both or neither).
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    # The HTTP base URL clients reach this server at (signed dataset upload and download
+    # URLs point there); default http://<host>:<port>, a wildcard host as 127.0.0.1.
+    public_url: str | None = None
+    # The key signing those URLs; default a random key kept in <home>/signing.key. Replicas
+    # behind one load balancer must share it.
+    signing_key: SecretStr | None = None
+    signed_url_ttl_s: int = Field(default=3600, ge=1)
     database_url: str | None = None
     log_level: str = "info"
 
@@ -92,6 +103,32 @@ class Settings(BaseSettings):
         if value.strip().startswith("["):
             return json.loads(value)
         return [domain.strip() for domain in value.split(",") if domain.strip()]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("set both FOVEA_GRPC_TLS_CERT and FOVEA_GRPC_TLS_KEY, or neither")
+        return self
+
+    def grpc_tls(self) -> tuple[bytes, bytes] | None:
+        """The gRPC port's PEM certificate chain and private key; None for plaintext."""
+        if self.grpc_tls_cert is None or self.grpc_tls_key is None:
+            return None
+        try:
+            return self.grpc_tls_cert.read_bytes(), self.grpc_tls_key.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the gRPC TLS certificate or key: {exc}") from exc
+
+    @property
+    def http_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.home / "signing.key"
 
     @property
     def models_dir(self) -> Path:
@@ -242,8 +279,12 @@ class CatalogConfig(BaseModel):
         return self
 
 
-class CatalogFileError(Exception):
-    """The catalog file is missing or invalid (an operator error, reported at start-up)."""
+class ConfigurationError(Exception):
+    """An operator error found at start-up: reported in words, and the server does not start."""
+
+
+class CatalogFileError(ConfigurationError):
+    """The catalog file is missing or invalid."""
 
 
 def load_catalog(settings: Settings) -> CatalogConfig:

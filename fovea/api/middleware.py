@@ -61,8 +61,12 @@ class UploadLimit:
     paths: frozenset[str]
     max_bytes: int
     reserve_bytes: int = 1024 * 1024
+    # Raw bodies PUT under these prefixes (signed dataset uploads) stream through too.
+    put_prefixes: tuple[str, ...] = ()
 
     def applies_to(self, scope: Scope) -> bool:
+        if scope["method"] == "PUT":
+            return scope["path"].startswith(self.put_prefixes) if self.put_prefixes else False
         content_type = _header(scope, b"content-type") or ""
         return (
             scope["method"] == "POST"

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from fovea.cli.batch_progress import TERMINAL_STATUSES, follow
 from fovea.cli.remote import DEFAULT_BASE_URL, ApiKey, BaseUrl, FolderId, Server, connect, fail
-from fovea.services.datasets import InputFormat, detect_format, jsonl_to_parquet
+from fovea.services.datasets.rows import InputFormat, detect_format, jsonl_to_parquet
 
 if TYPE_CHECKING:
     import openai

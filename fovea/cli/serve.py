@@ -9,7 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from fovea.settings import DEMO_MODEL_NAME, CatalogFileError, Settings, load_catalog
+from fovea.settings import DEMO_MODEL_NAME, ConfigurationError, Settings, load_catalog
 
 console = Console(stderr=True)
 
@@ -30,7 +30,8 @@ def serve(
     )
     try:
         catalog = load_catalog(settings)
-    except CatalogFileError as exc:
+        settings.grpc_tls()
+    except ConfigurationError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
     if any(d.name == DEMO_MODEL_NAME for d in catalog.deployments):

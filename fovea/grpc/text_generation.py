@@ -99,7 +99,9 @@ async def _responses(run: ChatRun, stream: bool) -> AsyncIterator[service.Comple
     if not stream:
         completion = await run.collect()
         choice = completion.choices[0]
-        yield _response(choice.message.content or "", choice.finish_reason, completion.usage)
+        yield completion_response(
+            choice.message.content or "", choice.finish_reason, completion.usage
+        )
         return
     text = ""
     finish_reason: str | None = None
@@ -111,12 +113,12 @@ async def _responses(run: ChatRun, stream: bool) -> AsyncIterator[service.Comple
                 finish_reason = chunk.choices[0].finish_reason or finish_reason
                 if delta:
                     text += delta
-                    yield _response(text, None, None)
+                    yield completion_response(text, None, None)
             if chunk.usage is not None:
-                yield _response(text, finish_reason or "stop", chunk.usage)
+                yield completion_response(text, finish_reason or "stop", chunk.usage)
 
 
-def _response(
+def completion_response(
     text: str, finish_reason: str | None, usage: wire.CompletionUsage | None
 ) -> service.CompletionResponse:
     if finish_reason is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from fovea.protocol.chat import ResponseFormat
 
 BatchStatus = Literal[
     "validating",
@@ -18,6 +20,31 @@ BatchStatus = Literal[
 ]
 
 
+class BatchCompletionOptions(BaseModel):
+    """Fovea's batch-wide request fields: every dataset row gets them; an OpenAI request line
+    keeps whichever of them it sets itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    response_format: ResponseFormat | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    def as_body(self) -> dict[str, Any] | None:
+        """The fields set, as they go into a chat request's body; None when none is."""
+        return self.model_dump(exclude_none=True, by_alias=True) or None
+
+
 class CreateBatchRequest(BaseModel):
     """OpenAI's fields, plus two of Fovea's for the cloud's dataset rows (which name no model)."""
 
@@ -29,6 +56,7 @@ class CreateBatchRequest(BaseModel):
     metadata: dict[str, str] | None = None
     model: str | None = None
     input_format: Literal["openai", "dataset"] | None = None
+    completion_options: BatchCompletionOptions | None = None
 
 
 class BatchRequestCounts(BaseModel):
@@ -73,6 +101,7 @@ class BatchObject(BaseModel):
     # Fovea's: the model dataset rows run on, and the input's format.
     model: str | None = None
     input_format: str = "openai"
+    completion_options: dict[str, Any] | None = None
 
 
 class BatchList(BaseModel):

@@ -83,6 +83,16 @@ class AccessControl:
             )
         return principal.folder_id
 
+    def folder_named(self, principal: Principal, folder_id: str) -> str:
+        """The key's folder; a ``folder_id`` field of the request, when set, must be the same."""
+        if folder_id and folder_id != principal.folder_id:
+            raise FolderMismatchError(
+                f"{FOLDER_MISMATCH}: the request names folder {folder_id}, the API key "
+                f"belongs to folder {principal.folder_id}",
+                param="folder_id",
+            )
+        return principal.folder_id
+
     def require_scope(self, principal: Principal, scopes: frozenset[str]) -> None:
         """Keys without one of ``scopes`` are refused as the cloud does: as unknown keys."""
         if not principal.scopes & scopes:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from fovea.errors import FoveaError
 from fovea.protocol.batches import BatchInputLine
 from fovea.services.batch_store import LineEntry
-from fovea.services.datasets import dataset_row_to_chat_body
+from fovea.services.datasets.rows import dataset_row_to_chat_body
 
 MAX_ERRORS_KEPT = 10
 

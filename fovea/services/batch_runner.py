@@ -27,7 +27,7 @@ from fovea.protocol.chat import ChatCompletionRequest
 from fovea.services.batch_input import check_input, raw_lines, read_line
 from fovea.services.batch_store import BatchInfo, BatchStore, LineRef, LineResult
 from fovea.services.chat import ChatService
-from fovea.services.datasets import dataset_result_row, dataset_row_to_chat_body
+from fovea.services.datasets.rows import dataset_result_row, dataset_row_to_chat_body
 from fovea.services.files import FileService
 
 log = logging.getLogger(__name__)
@@ -227,10 +227,12 @@ def _now() -> datetime:
 
 
 def _request_body(batch: BatchInfo, raw: bytes, line_number: int) -> dict[str, Any]:
+    """A line's chat request: the batch-wide options, then what the line itself says."""
     value = json.loads(raw)
     if batch.input_format == "dataset":
-        return dataset_row_to_chat_body(value, model=batch.model or "", line_number=line_number)
-    body: dict[str, Any] = dict(value["body"])
+        row = dataset_row_to_chat_body(value, model=batch.model or "", line_number=line_number)
+        return {**(batch.options or {}), **row}
+    body: dict[str, Any] = {**(batch.options or {}), **value["body"]}
     if "model" not in body and batch.model:
         body["model"] = batch.model
     return body

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
+from fovea.errors import ConflictError, InvalidRequestError, NotFoundError
 from fovea.store.database import Database
 from fovea.store.tables import BatchLineRecord, BatchRecord
+from fovea.store.transaction import transaction
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 TERMINAL = ("failed", "completed", "expired", "cancelled")
@@ -32,6 +32,8 @@ class BatchInfo:
     input_file_id: str
     input_format: str
     model: str | None
+    options: dict[str, Any] | None
+    source_dataset_id: str | None
     completion_window: str
     status: str
     batch_metadata: dict[str, str] | None
@@ -152,6 +154,21 @@ class BatchStore:
                 )
             return _info(record)
 
+    def delete(self, batch_id: str, folder_id: str) -> None:
+        """Forget a finished batch and its lines (its files stay in the Files API)."""
+        with self._session() as session:
+            record = session.get(BatchRecord, batch_id)
+            if record is None or record.folder_id != folder_id:
+                raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+            if record.status not in TERMINAL:
+                raise ConflictError(
+                    f"Batch {batch_id} is {record.status}: cancel it and wait until it is "
+                    "cancelled before deleting it",
+                    param="batch_id",
+                )
+            session.execute(delete(BatchLineRecord).where(BatchLineRecord.batch_id == batch_id))
+            session.delete(record)
+
     # -- the runner's side -------------------------------------------------------------------
 
     def active(self) -> list[BatchInfo]:
@@ -222,6 +239,19 @@ class BatchStore:
                     .values({counter: counter + 1})
                 )
 
+    def failed_lines(self, batch_id: str, limit: int) -> list[LineResult]:
+        """The first ``limit`` failed lines, in input order."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(BatchLineRecord)
+                .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "failed")
+                .order_by(BatchLineRecord.line_number)
+                .limit(limit)
+            ).all()
+            return [
+                LineResult(r.line_number, r.custom_id, r.status, r.response, r.error) for r in rows
+            ]
+
     def close_pending(self, batch_id: str, status: str) -> None:
         """Every line still pending becomes ``status`` (cancelled or expired)."""
         with self._session() as session:
@@ -273,29 +303,7 @@ class BatchStore:
             last = page[-1].line_number
 
     def _session(self) -> Any:
-        return _Transaction(self._database)
-
-
-class _Transaction:
-    """A session in a transaction; SQLAlchemy failures become a logged 500."""
-
-    def __init__(self, database: Database) -> None:
-        self._session = database.session()
-
-    def __enter__(self) -> Any:
-        self._session.begin()
-        return self._session
-
-    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
-        try:
-            if error is None:
-                self._session.commit()
-            else:
-                self._session.rollback()
-        finally:
-            self._session.close()
-        if isinstance(error, SQLAlchemyError):
-            raise FoveaError("Internal database error") from error
+        return transaction(self._database)
 
 
 def _line_record(batch_id: str, line: LineEntry, now: datetime) -> BatchLineRecord:

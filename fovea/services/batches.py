@@ -17,7 +17,7 @@ from fovea.services.batch_input import raw_lines
 from fovea.services.batch_runner import BatchRunner
 from fovea.services.batch_store import COMPLETION_WINDOWS, BatchInfo, BatchStore
 from fovea.services.catalog import parse_model_uri
-from fovea.services.datasets import detect_format
+from fovea.services.datasets.rows import detect_format
 from fovea.services.files import FileService
 
 ENDPOINTS = ("/v1/chat/completions",)
@@ -41,6 +41,16 @@ class BatchService:
     async def create(
         self, principal: Principal, header_folder: str | None, body: wire.CreateBatchRequest
     ) -> wire.BatchObject:
+        return to_wire(await self.start(principal, header_folder, body))
+
+    async def start(
+        self,
+        principal: Principal,
+        header_folder: str | None,
+        body: wire.CreateBatchRequest,
+        *,
+        source_dataset_id: str | None = None,
+    ) -> BatchInfo:
         folder_id = self._access.folder_for(principal, uri_folder=None, header_folder=header_folder)
         await self._access.require(principal, folder_id, Permission.BATCHES_WRITE)
         _check_request(body)
@@ -70,10 +80,12 @@ class BatchService:
             model=body.model,
             completion_window=body.completion_window,
             batch_metadata=body.metadata,
+            options=body.completion_options.as_body() if body.completion_options else None,
+            source_dataset_id=source_dataset_id,
         )
         info = await to_thread.run_sync(create)
         self._runner.wake()
-        return to_wire(info)
+        return info
 
     async def get(
         self, principal: Principal, header_folder: str | None, batch_id: str
@@ -172,4 +184,5 @@ def to_wire(info: BatchInfo) -> wire.BatchObject:
         metadata=info.batch_metadata,
         model=info.model,
         input_format=info.input_format,
+        completion_options=info.options,
     )

@@ -13,17 +13,23 @@ from fovea.iam.service import IamService
 from fovea.media.fetch import FetchPolicy, ImageFetcher
 from fovea.media.images import ImageLimits
 from fovea.services.access import AccessControl
+from fovea.services.batch_inference import BatchInferenceService
 from fovea.services.batch_runner import BatchRunner
 from fovea.services.batch_store import BatchStore
 from fovea.services.batches import BatchService
 from fovea.services.catalog import Catalog
 from fovea.services.chat import ChatLimits, ChatService
+from fovea.services.datasets.service import DatasetService
+from fovea.services.datasets.signing import UrlSigner, load_or_create_key
 from fovea.services.files import FileService
 from fovea.services.images import ImageIntake
 from fovea.services.models import ModelsService
+from fovea.services.operations import OperationService
 from fovea.services.quotas import FolderConcurrency
 from fovea.settings import BranchConfig, CatalogConfig, DeploymentConfig, Settings
 from fovea.store.database import Database
+from fovea.store.datasets import DatasetStore
+from fovea.store.operations import OperationStore
 
 
 @dataclass
@@ -38,6 +44,14 @@ class Services:
     files: FileService
     batches: BatchService
     batch_runner: BatchRunner
+    datasets: DatasetService
+    batch_tasks: BatchInferenceService
+    operations: OperationService
+
+    def resume(self) -> None:
+        """Work a stopped server left unfinished starts again (call on the event loop)."""
+        self.datasets.resume()
+        self.operations.resume()
 
     def preload(self) -> None:
         """Start loading every deployment marked ``preload`` (latest branch) in the background."""
@@ -46,6 +60,8 @@ class Services:
                 self.engines.start(EngineKey(deployment.name, "latest"))
 
     async def aclose(self) -> None:
+        await self.operations.aclose()
+        await self.datasets.aclose()
         await self.engines.aclose()
         await self.fetcher.aclose()
         self.database.dispose()
@@ -94,7 +110,37 @@ def build_services(
         chat=chat,
         concurrency=settings.batch_concurrency,
     )
-    batches = BatchService(store=BatchStore(database), files=files, access=access, runner=runner)
+    batch_store = BatchStore(database)
+    batches = BatchService(store=batch_store, files=files, access=access, runner=runner)
+    dataset_store = DatasetStore(database)
+    operation_store = OperationStore(database)
+    key = settings.signing_key
+    signer = UrlSigner(
+        key.get_secret_value().encode() if key else load_or_create_key(settings.signing_key_path),
+        settings.http_base_url,
+        settings.signed_url_ttl_s,
+    )
+    datasets = DatasetService(
+        store=dataset_store,
+        operations=operation_store,
+        files=files,
+        access=access,
+        signer=signer,
+        max_bytes=settings.max_file_bytes,
+    )
+    batch_tasks = BatchInferenceService(
+        batches=batches,
+        store=batch_store,
+        datasets=dataset_store,
+        operations=operation_store,
+        files=files,
+        catalog=catalog,
+        access=access,
+        runner=runner,
+    )
+    operations = OperationService(
+        store=operation_store, datasets=dataset_store, tasks=batch_tasks, chat=chat, access=access
+    )
     return Services(
         database=database,
         access=access,
@@ -106,4 +152,7 @@ def build_services(
         files=files,
         batches=batches,
         batch_runner=runner,
+        datasets=datasets,
+        batch_tasks=batch_tasks,
+        operations=operations,
     )

@@ -8,6 +8,7 @@ Deleting removes the row first, then the bytes.
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import os
 import secrets
@@ -171,6 +172,28 @@ class FileService:
         except BaseException:
             staging.unlink(missing_ok=True)
             raise
+
+    def folder_dir(self, folder_id: str) -> Path:
+        """Where the folder's bytes live (created if absent)."""
+        directory = self._root / folder_id
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def staging(self, folder_id: str) -> tuple[str, Path]:
+        """A new file id and the ``.part`` path to write its bytes to before ``publish``."""
+        file_id = new_file_id()
+        path = self._staging_path(folder_id, file_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return file_id, path
+
+    def publish(self, folder_id: str, file_id: str, filename: str, purpose: str) -> StoredFile:
+        """Make the staged bytes of ``file_id`` a file of the folder (synced, then committed)."""
+        return self._publish(folder_id, file_id, filename, purpose)
+
+    def remove(self, file_id: str, folder_id: str) -> None:
+        """Delete a file of the folder (the row, then the bytes); absent is not an error."""
+        with contextlib.suppress(NotFoundError):
+            self._delete(file_id, folder_id)
 
     def remove_stale_partials(self, older_than_s: float = STALE_PARTIAL_S) -> int:
         """Delete ``.part`` files untouched for ``older_than_s`` (left by killed writers)."""

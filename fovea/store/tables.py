@@ -152,6 +152,10 @@ class BatchRecord(Base):
     input_format: Mapped[str] = mapped_column(String(16))
     # The model for dataset rows, which carry none.
     model: Mapped[str | None] = mapped_column(String(255))
+    # Batch-wide request fields (temperature, max_tokens, response_format, ...): every dataset
+    # row gets them; an OpenAI request line keeps those it sets itself.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    source_dataset_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     completion_window: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), index=True)
     batch_metadata: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON)
@@ -192,3 +196,55 @@ class BatchLineRecord(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     completed_at: Mapped[datetime | None]
+
+
+class DatasetRecord(Base):
+    """A dataset of the cloud's shape: rows in a file of the folder (``file_id``), a lifecycle
+    (draft → validating → ready | invalid) and, for a batch's results, the batch it came from."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text)
+    dataset_metadata: Mapped[str] = mapped_column("metadata", Text)
+    task_type: Mapped[str] = mapped_column(String(64))
+    upload_format: Mapped[str] = mapped_column(String(32))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    # draft | validating | ready | invalid
+    status: Mapped[str] = mapped_column(String(16))
+    file_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # [{"error", "error_description", "row_numbers"}] of the last validation.
+    validation_errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Set on a batch's result dataset: one per batch.
+    batch_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), unique=True)
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class OperationRecord(Base):
+    """A long-running operation of the cloud's ``OperationService``.
+
+    ``kind`` says what it follows: ``completion`` (its request and, once done, its response are
+    kept here), ``validation`` (a dataset, ``target_id``) or ``batch`` (a batch, ``target_id``),
+    whose state is read from the object it follows.
+    """
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    created_by: Mapped[str] = mapped_column(String(ID_LENGTH))
+    description: Mapped[str] = mapped_column(Text)
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    done: Mapped[bool] = mapped_column(default=False, index=True)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime]

@@ -3,84 +3,26 @@ discovery, ``sdk.models.completions`` run and run_stream, and errors as the SDK'
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 
 import grpc
 import pytest
-from yandex_ai_studio_sdk import AIStudio
-from yandex_ai_studio_sdk.retry import NoRetryPolicy
 
 from fovea.modelgen.demo import DemoModelFiles
-from fovea.settings import Settings
-from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
+from tests.contract.grpc_node import Node, new_node
 
 pytestmark = pytest.mark.slow
-
-CATALOG = """
-[[deployments]]
-name = "gemma-3-demo"
-chat_template = "gemma3"
-context_length = 2048
-max_output_tokens = 256
-[deployments.branches.latest]
-model = "{model}"
-mmproj = "{mmproj}"
-"""
-
-
-@dataclass
-class Node:
-    http: str
-    grpc: str
-    folder_id: str
-    api_key: str
-
-    def sdk(self, api_key: str | None = None) -> AIStudio:
-        # Only the gRPC endpoint: the rest is discovered (the HTTP base URL the SDK cannot).
-        return AIStudio(
-            folder_id=self.folder_id,
-            auth=api_key or self.api_key,
-            endpoint=self.grpc,
-            verify=False,
-            service_map={"http_completions": f"{self.http}/v1/"},
-            retry_policy=NoRetryPolicy(),
-        )
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles) -> Iterator[Node]:
-    home = tmp_path_factory.mktemp("grpc")
-    (home / "models.toml").write_text(
-        CATALOG.format(model=demo_model.model, mmproj=demo_model.mmproj)
-    )
-    keys = make_keys(Settings(home=home))
-    keys.database.dispose()
-    port, grpc_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(home / "models.toml"),
-        "FOVEA_PORT": str(port),
-        "FOVEA_GRPC_PORT": str(grpc_port),
-    }
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-        log=Path(home / "fovea.log"),
-        env=env,
-    )
+    started = new_node(tmp_path_factory.mktemp("grpc"), demo_model)
+    started.start()
     try:
-        yield Node(
-            f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", keys.folder_id, keys.api_key
-        )
+        yield started
     finally:
-        stop_process(process)
+        started.stop()
 
 
 def test_text_generation_runs_and_streams_over_grpc(node: Node) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from fovea.errors import InvalidRequestError
 from fovea.protocol.chat import ChatCompletionRequest
-from fovea.services import datasets
-from fovea.services.datasets import (
+from fovea.services.datasets import rows as datasets
+from fovea.services.datasets.rows import (
     dataset_result_row,
     dataset_row_to_chat_body,
     detect_format,

@@ -1,0 +1,26 @@
+"""The one transaction helper: a session in a transaction, committed on success."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from fovea.errors import FoveaError
+from fovea.store.database import Database
+
+
+@contextmanager
+def transaction(database: Database) -> Iterator[Session]:
+    """Commit when the block ends normally, roll back otherwise; SQLAlchemy's failures become
+    a logged 500 (``FoveaError``) with the cause chained."""
+    session = database.session()
+    try:
+        with session.begin():
+            yield session
+    except SQLAlchemyError as error:
+        raise FoveaError("Internal database error") from error
+    finally:
+        session.close()
