@@ -48,7 +48,7 @@ class Node:
 
     @property
     def grpc(self) -> str:
-        return f"{'localhost' if self.ca else '127.0.0.1'}:{self.grpc_port}"
+        return f"127.0.0.1:{self.grpc_port}"
 
     def sdk(self, api_key: str | None = None, folder_id: str | None = None) -> AIStudio:
         # Only the gRPC endpoint: the rest is discovered (the HTTP base URL the SDK cannot).
@@ -80,6 +80,7 @@ class Node:
 
 def new_node(home: Path, demo_model: DemoModelFiles, env: Mapping[str, str] | None = None) -> Node:
     """A node on ``home`` (catalog with the demo model, a folder and a key), not started."""
+    home.mkdir(parents=True, exist_ok=True)
     (home / "models.toml").write_text(
         CATALOG.format(model=demo_model.model, mmproj=demo_model.mmproj)
     )
