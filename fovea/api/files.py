@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
@@ -50,8 +50,18 @@ async def retrieve_file(
 
 @router.get("/v1/files/{file_id}/content")
 async def file_content(
-    file_id: str, services: ServicesDep, principal: PrincipalDep, header_folder: HeaderFolderDep
+    file_id: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    header_folder: HeaderFolderDep,
+    format: Annotated[
+        Literal["jsonl", "parquet"] | None,
+        Query(description="parquet: a JSONL file's rows as Parquet (the cloud's dataset format)"),
+    ] = None,
 ) -> Response:
+    if format == "parquet":
+        path = await services.files.parquet(principal, header_folder, file_id)
+        return FileResponse(path, media_type="application/vnd.apache.parquet")
     content = await services.files.content(principal, header_folder, file_id)
     return StreamingResponse(
         content.chunks,

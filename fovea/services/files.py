@@ -29,12 +29,14 @@ from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
 from fovea.protocol import files as wire
 from fovea.services.access import AccessControl
+from fovea.services.datasets.rows import jsonl_to_parquet
 from fovea.services.uploads import FILE_FIELD, MultipartUpload, receive_upload
 from fovea.store.database import Database
 from fovea.store.tables import FileRecord
 
 FILE_ID_PREFIX = "file-"
 PARTIAL_SUFFIX = ".part"
+PARQUET_SUFFIX = ".parquet"
 READ_BYTES = 256 * 1024
 STALE_PARTIAL_S = 24 * 3600
 
@@ -140,6 +142,12 @@ class FileService:
         stored, handle = await to_thread.run_sync(self._open, file_id, folder_id)
         return FileContent(stored, _media_type(stored.filename), _chunks(handle))
 
+    async def parquet(self, principal: Principal, header_folder: str | None, file_id: str) -> Path:
+        """A JSONL file's rows as Parquet (the cloud's dataset format), converted once."""
+        folder_id = await self._folder(principal, header_folder, Permission.FILES_READ)
+        stored = await to_thread.run_sync(self.get_stored, file_id, folder_id)
+        return await to_thread.run_sync(self.parquet_of, stored)
+
     async def delete(
         self, principal: Principal, header_folder: str | None, file_id: str
     ) -> wire.FileDeleted:
@@ -178,6 +186,13 @@ class FileService:
         directory = self._root / folder_id
         directory.mkdir(parents=True, exist_ok=True)
         return directory
+
+    def parquet_of(self, stored: StoredFile) -> Path:
+        """The Parquet copy of a JSONL file, written beside it on first use (blocking)."""
+        target = stored.path.with_name(f"{stored.id}{PARQUET_SUFFIX}")
+        if not target.exists():
+            jsonl_to_parquet(stored.path, target)
+        return target
 
     def staging(self, folder_id: str) -> tuple[str, Path]:
         """A new file id and the ``.part`` path to write its bytes to before ``publish``."""
@@ -283,6 +298,7 @@ class FileService:
             if storage_path is None or result.rowcount == 0:
                 raise _not_found(file_id)
         (self._root / storage_path).unlink(missing_ok=True)
+        (self._root / f"{storage_path}{PARQUET_SUFFIX}").unlink(missing_ok=True)
 
     def _staging_path(self, folder_id: str, file_id: str) -> Path:
         return self._root / folder_id / f"{file_id}{PARTIAL_SUFFIX}"

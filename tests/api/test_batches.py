@@ -343,3 +343,63 @@ def test_more_bad_batch_requests(client: TestClient, editor: Keys) -> None:
     assert client.get("/v1/batches?limit=0", headers=headers).status_code == 400
     assert client.get("/v1/batches/batch_nope", headers=headers).status_code == 404
     assert client.post("/v1/batches/batch_nope/cancel", headers=headers).status_code == 404
+
+
+def test_batch_wide_options_apply_to_lines_that_do_not_set_them(
+    client: TestClient, editor: Keys
+) -> None:
+    api = _client(client, editor.api_key)
+    lines = [_line("default", "one two three four five"), _line("own", "a b c d e", max_tokens=4)]
+    batch = api.batches.create(
+        input_file_id=_upload(api, lines),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        extra_body={"completion_options": {"max_tokens": 2, "temperature": 0}},
+    )
+    assert batch.model_extra is not None
+    assert batch.model_extra["completion_options"] == {"max_tokens": 2, "temperature": 0.0}
+    done = _wait(api, batch.id, ("completed", "failed"))
+    output = {row["custom_id"]: row["response"]["body"] for row in _jsonl(api, done.output_file_id)}  # type: ignore[index]
+    assert output["default"]["usage"]["completion_tokens"] == 2
+    assert output["own"]["usage"]["completion_tokens"] == 4
+
+
+def test_bad_batch_wide_options_are_400s(client: TestClient, editor: Keys) -> None:
+    api = _client(client, editor.api_key)
+    file_id = _upload(api, [_line("a", "hi")])
+    for options, words in [
+        ({"max_tokens": 0}, "completion_options.max_tokens"),
+        ({"temperature": 3}, "completion_options.temperature"),
+        ({"messages": []}, "completion_options.messages"),
+        ({"response_format": {"type": "yaml"}}, "completion_options.response_format.type"),
+    ]:
+        with pytest.raises(openai.BadRequestError, match=words):
+            api.batches.create(
+                input_file_id=file_id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                extra_body={"completion_options": options},
+            )
+
+
+def test_dataset_results_download_as_parquet(client: TestClient, editor: Keys) -> None:
+    import pyarrow.parquet as pq
+
+    api = _client(client, editor.api_key)
+    rows = [{"request": [{"role": "user", "text": word}]} for word in ("red", "green")]
+    batch = api.batches.create(
+        input_file_id=_upload(api, rows),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        extra_body={"model": f"gpt://{editor.folder_id}/gemma-3-demo"},
+    )
+    done = _wait(api, batch.id, ("completed", "failed"))
+    headers = {"Authorization": f"Bearer {editor.api_key}"}
+    reply = client.get(f"/v1/files/{done.output_file_id}/content?format=parquet", headers=headers)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(reply.content))
+    assert table.column("response").to_pylist() == ["echo: red", "echo: green"]
+    refused = client.get(f"/v1/files/{done.output_file_id}/content?format=xml", headers=headers)
+    assert refused.status_code == 400
+    assert "format" in refused.json()["error"]["message"]

@@ -25,7 +25,6 @@ from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
 from fovea.services.access import AccessControl
 from fovea.services.background import BackgroundTasks
-from fovea.services.datasets.rows import jsonl_to_parquet
 from fovea.services.datasets.signing import UrlSigner
 from fovea.services.datasets.validation import TASK_TYPES, UPLOAD_FORMATS, validate_file
 from fovea.services.files import PARTIAL_SUFFIX, FileService
@@ -159,8 +158,6 @@ class DatasetService:
         if info.file_id is not None and info.batch_id is None:
             # A batch's result file stays with its batch (the Files API still lists it).
             await to_thread.run_sync(self._files.remove, info.file_id, folder)
-        if info.file_id is not None:
-            await to_thread.run_sync(self._parquet_path(info).unlink, True)
 
     # -- uploads ---------------------------------------------------------------------------
 
@@ -323,11 +320,8 @@ class DatasetService:
         info = await to_thread.run_sync(self._store.get, dataset_id, None)
         if info.file_id is None:
             raise not_found(dataset_id)
-        target = self._parquet_path(info)
-        if not await to_thread.run_sync(target.exists):
-            stored = await to_thread.run_sync(self._files.get_stored, info.file_id, info.folder_id)
-            await to_thread.run_sync(jsonl_to_parquet, stored.path, target)
-        return target
+        stored = await to_thread.run_sync(self._files.get_stored, info.file_id, info.folder_id)
+        return await to_thread.run_sync(self._files.parquet_of, stored)
 
     async def aclose(self) -> None:
         await self._tasks.aclose()
@@ -398,9 +392,6 @@ class DatasetService:
         if not 1 <= number <= MAX_PARTS:
             raise NotFoundError(f"No part {number}: parts are numbered 1 to {MAX_PARTS}")
         return self._files.folder_dir(info.folder_id) / f"{info.id}-{number}{PARTIAL_SUFFIX}"
-
-    def _parquet_path(self, info: DatasetInfo) -> Path:
-        return self._files.folder_dir(info.folder_id) / f"{info.file_id}.parquet"
 
 
 def _first_rows(path: Path) -> list[str]:
