@@ -20,6 +20,7 @@ from yandex_ai_studio_sdk.exceptions import DatasetValidationError
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.services.datasets.rows import dataset_row_to_chat_body
 from tests.contract.grpc_node import Node, new_node
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -222,3 +223,36 @@ def test_wrong_keys_and_folders_get_the_sdks_errors(node: Node) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         node.sdk().batch.get("batch_" + "0" * 24).get_task_info()
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_running_batch_cancels_and_a_dataset_updates(node: Node, tmp_path: Path) -> None:
+    rows = [image_row(f"Describe picture {n} in detail.", (n * 20, 50, 90)) for n in range(12)]
+    dataset = upload(node, write_rows(tmp_path / "many.jsonl", rows))
+    renamed = dataset.update(name="renamed", description="twelve pictures", labels={"k": "v"})
+    again = node.sdk().datasets.get(dataset.id)
+    assert (again.name, again.description, again.labels) == (
+        "renamed",
+        "twelve pictures",
+        {"k": "v"},
+    )
+    assert renamed.name == "renamed"
+
+    model = node.sdk().models.completions("gemma-3-demo").configure(temperature=0, max_tokens=60)
+    operation = model.batch.run_deferred(dataset)
+    operation.cancel()
+
+    def cancelled() -> object | None:
+        info = node.sdk().batch.get(operation.id).get_task_info()
+        return info if info.status.name == "CANCELED" else None
+
+    info = wait_for(cancelled, "the task cancelled")
+    assert not info.result_dataset_id
+    with httpx.Client(base_url=node.http, headers=node.headers()) as http:
+        batch = http.get(f"/v1/batches/{operation.id}").json()
+    assert batch["status"] == "cancelled"
+    assert batch["request_counts"]["completed"] < 12
+    # A deferred completion cancels as an operation: its wait() reports the cancel.
+    deferred = model.run_deferred("Write a long story.")
+    deferred.cancel()
+    with pytest.raises(Exception, match="cancelled"):
+        deferred.wait(poll_interval=POLL_S)
