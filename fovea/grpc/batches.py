@@ -3,11 +3,9 @@ over datasets, which are Fovea's batches (``/v1/batches`` and ``fovea batch list
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import grpc
-from google.protobuf.json_format import MessageToDict
-from pydantic import ValidationError
 from yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2 as service
 from yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2_grpc as service_grpc
 from yandex.cloud.ai.batch_inference.v1 import batch_inference_task_pb2 as task_pb2
@@ -19,9 +17,9 @@ from yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 from yandex.cloud.operation import operation_pb2
 
-from fovea.errors import InvalidRequestError
 from fovea.grpc.calls import caller, set_timestamps, unary
 from fovea.grpc.operations import batch_metadata, pending
+from fovea.grpc.text_generation import completion_fields, validated
 from fovea.protocol.batches import BatchCompletionOptions
 from fovea.services.batch_inference import BatchTask
 from fovea.services.container import Services
@@ -100,23 +98,7 @@ class BatchInference(service_grpc.BatchInferenceServiceServicer):
 
 
 def _options(request: generation.BatchCompletionRequest) -> BatchCompletionOptions:
-    options = request.completion_options
-    fields: dict[str, Any] = {}
-    if options.HasField("temperature"):
-        fields["temperature"] = options.temperature.value
-    if options.HasField("max_tokens"):
-        fields["max_tokens"] = options.max_tokens.value
-    if request.json_object:
-        fields["response_format"] = {"type": "json_object"}
-    elif request.HasField("json_schema"):
-        schema = MessageToDict(request.json_schema.schema)
-        fields["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
-    try:
-        return BatchCompletionOptions.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidRequestError(f"Invalid value for '{where}': {first['msg']}") from None
+    return validated(BatchCompletionOptions, completion_fields(request))
 
 
 def task(found: BatchTask) -> Task:

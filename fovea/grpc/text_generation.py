@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common
 from yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as service,
@@ -32,6 +32,7 @@ from fovea.services.chat import ChatRun
 from fovea.services.container import Services
 
 Status = common.Alternative.AlternativeStatus
+Model = TypeVar("Model", bound=BaseModel)
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,21 @@ def chat_request(request: service.CompletionRequest) -> wire.ChatCompletionReque
     """The HTTP API's request for a gRPC ``CompletionRequest``."""
     if request.tools or request.HasField("tool_choice"):
         raise InvalidRequestError("tools are not supported over gRPC yet", param="tools")
-    options = request.completion_options
     fields: dict[str, Any] = {
         "model": request.model_uri,
-        "stream": options.stream,
+        "stream": request.completion_options.stream,
         "messages": [_message(m, i) for i, m in enumerate(request.messages)],
+        **completion_fields(request),
     }
+    return validated(wire.ChatCompletionRequest, fields)
+
+
+def completion_fields(
+    request: service.CompletionRequest | service.BatchCompletionRequest,
+) -> dict[str, Any]:
+    """The chat request fields of a request's ``completion_options`` and JSON options."""
+    options = request.completion_options
+    fields: dict[str, Any] = {}
     if options.HasField("temperature"):
         fields["temperature"] = options.temperature.value
     if options.HasField("max_tokens"):
@@ -78,8 +88,13 @@ def chat_request(request: service.CompletionRequest) -> wire.ChatCompletionReque
     elif request.HasField("json_schema"):
         schema = MessageToDict(request.json_schema.schema)
         fields["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
+    return fields
+
+
+def validated(model: type[Model], fields: dict[str, Any]) -> Model:
+    """``model`` from ``fields``; the first problem as Fovea's 400 otherwise."""
     try:
-        return wire.ChatCompletionRequest.model_validate(fields)
+        return model.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -31,22 +31,12 @@ from fovea.protocol.chat import ChatCompletionRequest
 from fovea.services.container import Services, build_services
 from fovea.settings import Settings, load_catalog
 from tests.conftest import make_keys, png_data_url
+from tests.contract.grpc_node import CATALOG
 from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
-
-CATALOG = """
-[[deployments]]
-name = "gemma-3-demo"
-chat_template = "gemma3"
-context_length = 2048
-max_output_tokens = 256
-[deployments.branches.latest]
-model = "{model}"
-mmproj = "{mmproj}"
-"""
 
 MESSAGES = [{"role": "system", "text": "Answer briefly."}, {"role": "user", "text": "Hi there!"}]
 # Gemma 3's template puts the system text in the first user turn.
