@@ -79,3 +79,33 @@ def test_only_endpoint_discovery_answers_without_a_key(node: Node) -> None:
             list(generation_grpc.TextGenerationServiceStub(channel).Completion(request, timeout=10))
         assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "Missing API key" in (anonymous.value.details() or "")
+        # Every other service too, whatever it is asked.
+        from yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2 as batches
+        from yandex.cloud.ai.batch_inference.v1 import (
+            batch_inference_service_pb2_grpc as batches_grpc,
+        )
+        from yandex.cloud.ai.dataset.v1 import dataset_service_pb2 as datasets
+        from yandex.cloud.ai.dataset.v1 import dataset_service_pb2_grpc as datasets_grpc
+        from yandex.cloud.operation import operation_service_pb2 as operations
+        from yandex.cloud.operation import operation_service_pb2_grpc as operations_grpc
+
+        calls = [
+            lambda: generation_grpc.TextGenerationAsyncServiceStub(channel).Completion(request),
+            lambda: generation_grpc.TokenizerServiceStub(channel).TokenizeCompletion(request),
+            lambda: operations_grpc.OperationServiceStub(channel).Get(
+                operations.GetOperationRequest(operation_id="fop1")
+            ),
+            lambda: datasets_grpc.DatasetServiceStub(channel).List(
+                datasets.ListDatasetsRequest(folder_id=node.folder_id)
+            ),
+            lambda: datasets_grpc.DatasetServiceStub(channel).ListUploadFormats(
+                datasets.ListUploadFormatsRequest()
+            ),
+            lambda: batches_grpc.BatchInferenceServiceStub(channel).List(
+                batches.ListBatchInferencesRequest(folder_id=node.folder_id)
+            ),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
