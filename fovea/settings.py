@@ -231,8 +231,12 @@ class DeploymentConfig(BaseModel):
     preload: bool = True
     # Vision-encoder outputs kept per loaded model, so a repeated image skips the encoder.
     image_cache_mb: int = Field(default=256, ge=0)
-    # Reuse the KV cache for a prompt's prefix shared with the previous request.
+    # Reuse the KV cache for a prompt's prefix shared with an earlier request (per slot).
     prefix_cache: bool = True
+    # llamacpp: requests decoded together, each in a slot with context_length positions of KV
+    # cache (allocated at load). 4 measured best for the demo model on 2 cores: see
+    # docs/benchmarks.md; above 6 a greedy answer may differ from the same request's alone.
+    parallel: int = Field(default=4, ge=1, le=64)
     # What Fovea cannot discover from a remote engine (upstream only; llamacpp reads the mmproj):
     # whether it takes images, its encoder's input size (images are forwarded with their
     # shorter side at this size) and the prompt tokens an image view costs (for usage).

@@ -24,6 +24,7 @@ def create_engine(deployment: DeploymentConfig, branch: BranchConfig) -> Engine:
                 max_images=deployment.max_images,
                 image_cache_bytes=deployment.image_cache_mb * 1024 * 1024,
                 prefix_cache=deployment.prefix_cache,
+                parallel=deployment.parallel,
             )
         )
     if deployment.backend == "upstream":

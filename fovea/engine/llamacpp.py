@@ -1,9 +1,10 @@
 """The embedded llama.cpp backend: one worker thread owns the model; requests queue to it.
 
 The event loop never touches the model. ``generate`` posts a job to the worker's queue and reads
-chunks back through an ``asyncio.Queue``; a consumer that goes away sets the job's cancel flag,
-which the worker checks between tokens, so a disconnected client frees the model at once.
-``tokenize`` posts a call the same way and awaits its answer.
+chunks back through an ``asyncio.Queue``; the worker's slot scheduler (``llamacpp_slots``) decodes
+up to ``parallel`` requests together. A consumer that goes away sets the job's cancel flag, which
+the scheduler checks every step, so a disconnected client frees its slot at once. ``tokenize``
+posts a call the same way and awaits its answer.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import AsyncGenerator, Callable
-from contextlib import closing
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import AsyncGenerator
+from dataclasses import replace
 
 from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
+from fovea.engine.llamacpp_slots import Call, Job, SlotScheduler, Work, settle
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE
 from fovea.engine.types import (
     Capabilities,
@@ -31,35 +31,11 @@ from fovea.engine.types import (
     ReplicaInfo,
     Token,
 )
-from fovea.errors import EngineError, FoveaError, ModelNotReadyError
+from fovea.errors import FoveaError, ModelNotReadyError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LlamaCppConfig", "LlamaCppEngine"]
-
-
-@dataclass
-class _Job:
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    output: asyncio.Queue[GenerationChunk | FoveaError] = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def emit(self, item: GenerationChunk | FoveaError) -> None:
-        self.loop.call_soon_threadsafe(self.output.put_nowait, item)
-
-
-@dataclass
-class _Call:
-    """Work on the model other than a generation (tokenizing), answered through a future."""
-
-    work: Callable[[LlamaModel], Any]
-    loop: asyncio.AbstractEventLoop
-    answer: asyncio.Future[Any]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.answer, error, result)
 
 
 class LlamaCppEngine:
@@ -72,10 +48,8 @@ class LlamaCppEngine:
             max_images=config.max_images if config.mmproj_path is not None else 0,
             context_length=config.context_length,
         )
-        # (priority, arrival, job): interactive requests overtake queued batch lines.
-        self._jobs: queue.PriorityQueue[tuple[int, int, _Job | _Call | None]] = (
-            queue.PriorityQueue()
-        )
+        # (priority, arrival, work): interactive requests overtake queued batch lines.
+        self._jobs: queue.PriorityQueue[tuple[int, int, Work]] = queue.PriorityQueue()
         self._arrivals = itertools.count()
         self._state: EngineState = "stopped"
         self._failure: str | None = None
@@ -108,7 +82,7 @@ class LlamaCppEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         self._require_ready()
-        job = _Job(request, asyncio.get_running_loop())
+        job = Job(request, asyncio.get_running_loop())
         self._jobs.put((request.priority, next(self._arrivals), job))
         try:
             while True:
@@ -124,8 +98,8 @@ class LlamaCppEngine:
     async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
         self._require_ready()
         loop = asyncio.get_running_loop()
-        call = _Call(lambda model: model.tokenize(prompt), loop, loop.create_future())
-        # Queued as interactive work: it waits for the generation in progress, not for batches.
+        call = Call(lambda model: model.tokenize(prompt), loop, loop.create_future())
+        # Answered between two decode steps, ahead of every queued generation.
         self._jobs.put((Priority.INTERACTIVE, next(self._arrivals), call))
         try:
             tokens: list[Token] = await call.answer
@@ -159,7 +133,7 @@ class LlamaCppEngine:
             self._failure = f"{type(exc).__name__}: {exc}"
             self._state = "failed"
             error = ModelNotReadyError(f"Model {self.config.name} failed to load: {self._failure}")
-            loop.call_soon_threadsafe(_settle, self._loaded, error)
+            loop.call_soon_threadsafe(settle, self._loaded, error)
             return
         if model.image_size:
             self.capabilities = replace(
@@ -168,57 +142,14 @@ class LlamaCppEngine:
                 high_detail_min_side=max(model.image_size, MIN_CROP_SIZE),
             )
         self._state = "ready"
-        loop.call_soon_threadsafe(_settle, self._loaded, None)
+        loop.call_soon_threadsafe(settle, self._loaded, None)
         try:
-            self._serve(model)
+            SlotScheduler(model, self.stats).run(self._take)
         finally:
             model.close()
 
-    def _serve(self, model: LlamaModel) -> None:
-        while (job := self._jobs.get()[2]) is not None:
-            if isinstance(job, _Call):
-                self._answer(model, job)
-                continue
-            if job.cancelled.is_set():
-                self.stats.cancelled += 1
-                continue
-            try:
-                finished = False
-                with closing(model.generate(job.request, job.cancelled)) as chunks:
-                    for chunk in chunks:
-                        if job.cancelled.is_set():
-                            break
-                        job.emit(chunk)
-                        finished = chunk.finish_reason is not None
-                if finished:
-                    self.stats.completed += 1
-                else:
-                    self.stats.cancelled += 1
-            except FoveaError as exc:
-                job.emit(exc)
-            except Exception as exc:
-                log.exception("generation %s failed", job.request.request_id)
-                job.emit(EngineError(f"The engine failed on this request: {exc}"))
-
-    @staticmethod
-    def _answer(model: LlamaModel, call: _Call) -> None:
-        if call.cancelled.is_set():
-            return
+    def _take(self, block: bool) -> tuple[int, int, Work] | None:
         try:
-            call.settle(call.work(model))
-        except FoveaError as exc:
-            call.settle(error=exc)
-        except Exception as exc:
-            log.exception("a call on model %s failed", model.config.name)
-            call.settle(error=EngineError(f"The engine failed on this request: {exc}"))
-
-
-def _settle(
-    future: asyncio.Future[Any] | None, error: BaseException | None, result: Any = None
-) -> None:
-    if future is None or future.done():  # already done: cancelled by a caller that left
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+            return self._jobs.get(block=block)
+        except queue.Empty:
+            return None

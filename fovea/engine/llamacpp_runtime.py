@@ -1,4 +1,4 @@
-"""The llama.cpp model itself: loading, multimodal prompt evaluation and sampling.
+"""The llama.cpp model itself: loading, multimodal prompts, decoding into slots, sampling.
 
 Everything here runs on the engine's one worker thread (see ``llamacpp.py``): with this build's
 OpenMP runtime a model called from a second thread runs ~1.6x slower, so loading, image encoding
@@ -12,15 +12,14 @@ import json
 import logging
 import os
 import random
-import threading
-from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import llama_cpp
+import llama_cpp._internals as internals
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
-from llama_cpp import Llama
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from fovea.engine.base import require_text
@@ -29,23 +28,19 @@ from fovea.engine.embedding_cache import EmbeddingCache
 from fovea.engine.mtmd_prompt import (
     Prompt,
     bitmap,
-    chunk_tokens,
     measure,
     mmproj_image_size,
     mtmd_tokenize,
 )
 from fovea.engine.pan_and_scan import expand_high_detail
-from fovea.engine.prefix_cache import KvPrefix, Segment
-from fovea.engine.text import StopFilter, TokenTextDecoder
+from fovea.engine.prefix_cache import Segment
 from fovea.engine.types import (
     EngineStats,
-    GenerationChunk,
     GenerationRequest,
     ImagePart,
     Message,
     ResponseFormat,
     Token,
-    Usage,
 )
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
 
@@ -70,55 +65,93 @@ class LlamaCppConfig:
     image_cache_bytes: int = 256 * 1024 * 1024
     prefix_cache: bool = True
     pan_and_scan: bool = True
+    # Sequences decoded together, each with its own context_length positions of KV cache.
+    parallel: int = 1
+    # Prompt tokens decoded at once: also the most a long prompt holds up the others per step.
+    n_batch: int = 512
 
 
 class LlamaModel:
-    """A loaded GGUF (plus its vision projector) and the generation loop over it."""
+    """A loaded GGUF (plus its vision projector) and one context whose KV cache holds a sequence
+    per slot (``parallel`` of them, ``context_length`` positions each), allocated at load.
+
+    The slot scheduler (``llamacpp_slots``) drives it: prompts are tokenized and measured here,
+    text is decoded into a slot's sequence in chunks, images through libmtmd, and every
+    generating slot's next token in one ``llama_decode``.
+    """
 
     def __init__(self, config: LlamaCppConfig, stats: EngineStats | None = None) -> None:
         self.config = config
         self.stats = stats or EngineStats()
         self._images = EmbeddingCache(config.image_cache_bytes)
-        self._kv = KvPrefix()
-        self._llm = Llama(
-            str(config.model_path),
-            n_ctx=config.context_length,
-            # llama-cpp-python defaults to half the cores; decoding is fastest on all of them.
-            n_threads=config.n_threads or os.cpu_count(),
-            n_gpu_layers=config.n_gpu_layers,
-            flash_attn=config.flash_attn,
-            verbose=False,
+        self.n_threads = config.n_threads or os.cpu_count() or 1
+        self.n_batch = config.n_batch
+        self.parallel = config.parallel
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = config.n_gpu_layers
+        # Repacked weights make a token's arithmetic depend on how many tokens share its
+        # decode; without them a sequence decoded beside others gives what it gives alone.
+        model_params.use_extra_bufts = config.parallel == 1
+        self._model = internals.LlamaModel(
+            path_model=str(config.model_path), params=model_params, verbose=False
         )
-        self._vocab = self._llm._model.vocab
-        self._n_embd_input = llama_cpp.llama_model_n_embd_inp(self._llm.model)
+        self.vocab = self._model.vocab
+        self.n_vocab = self._model.n_vocab()
+        self._piece_buffer = ctypes.create_string_buffer(256)
         try:
+            self.ctx = self._new_context()
             self._template = self._load_template()
             self._mtmd = self._load_mmproj() if config.mmproj_path else None
         except Exception:
-            self._llm.close()
+            self._model.close()
             raise
+        self._n_embd_input = llama_cpp.llama_model_n_embd_inp(self._model.model)
         self._marker = mtmd.mtmd_default_marker().decode()
         self.image_size = mmproj_image_size(config.mmproj_path) if config.mmproj_path else 0
-        self._piece_buffer = ctypes.create_string_buffer(256)
+        self.batch = internals.LlamaBatch(
+            n_tokens=max(self.n_batch, self.parallel), embd=0, n_seq_max=1, verbose=False
+        )
+
+    def _new_context(self) -> internals.LlamaContext:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.config.context_length * self.config.parallel
+        params.n_seq_max = self.config.parallel
+        params.n_batch = params.n_ubatch = self.n_batch
+        params.n_threads = params.n_threads_batch = self.n_threads
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if self.config.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        # Prefix reuse truncates a sequence anywhere: sliding-window layers must keep it all.
+        params.swa_full = True
+        return internals.LlamaContext(model=self._model, params=params, verbose=False)
 
     @property
     def has_vision(self) -> bool:
         return self._mtmd is not None
 
+    @property
+    def slot_context(self) -> int:
+        """Positions each slot's sequence holds."""
+        return self.config.context_length
+
     def close(self) -> None:
         if self._mtmd is not None:
             mtmd.mtmd_free(self._mtmd)
             self._mtmd = None
-        self._llm.close()
+        self.batch.close()
+        self.ctx.close()
+        self._model.close()
 
     def _load_template(self) -> ChatTemplate:
         source = resolve_template(
-            self.config.chat_template, self._llm.metadata.get("tokenizer.chat_template")
+            self.config.chat_template, self._model.metadata().get("tokenizer.chat_template")
         )
         return ChatTemplate(
             source=source,
-            bos_token=self._piece(self._llm.token_bos()),
-            eos_token=self._piece(self._llm.token_eos()),
+            bos_token=self._piece(self._model.token_bos()),
+            eos_token=self._piece(self._model.token_eos()),
         )
 
     def _load_mmproj(self) -> object:
@@ -130,14 +163,14 @@ class LlamaModel:
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = self.config.n_gpu_layers != 0
         params.print_timings = False
-        params.n_threads = self._llm.n_threads
+        params.n_threads = self.n_threads
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
             if self.config.flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         ctx = mtmd.mtmd_init_from_file(
-            str(self.config.mmproj_path).encode(), self._llm.model, params
+            str(self.config.mmproj_path).encode(), self._model.model, params
         )
         if ctx is None:
             raise RuntimeError(f"could not load the vision projector {self.config.mmproj_path}")
@@ -147,24 +180,19 @@ class LlamaModel:
         return ctx
 
     def _piece(self, token: int) -> str:
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self.token_bytes(token, special=True).decode("utf-8", errors="replace")
 
-    # -- generation -------------------------------------------------------------------------
+    # -- prompts ------------------------------------------------------------------------------
 
-    def generate(
-        self, request: GenerationRequest, cancelled: threading.Event
-    ) -> Generator[GenerationChunk, None, None]:
-        """Evaluate the prompt, then yield text as it is sampled; the last chunk has usage."""
-        grammar = _grammar_for(request.response_format)
+    def prompt(self, request: GenerationRequest) -> tuple[Prompt, int]:
+        """The request's prompt, tokenized and measured, and its max_tokens; raises the 400s
+        (images to a text model, over the slot's context)."""
         prompt = self._tokenize(request.messages)
         try:
-            max_tokens = self._max_tokens(request, prompt)
-            cached = self._evaluate(prompt, cancelled)
-        finally:
+            return prompt, self._max_tokens(request, prompt)
+        except BaseException:
             prompt.free()
-        self.stats.prompt_tokens += prompt.n_tokens
-        self.stats.cached_prompt_tokens += cached
-        yield from self._sample(request, prompt, max_tokens, grammar, cancelled, cached)
+            raise
 
     def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
         """The tokens ``generate`` feeds the model for these messages (or this text, as is)."""
@@ -178,8 +206,8 @@ class LlamaModel:
         return [
             Token(
                 id=token,
-                text=self._token_bytes(token, special=True).decode("utf-8", errors="replace"),
-                special=llama_cpp.llama_vocab_is_control(self._vocab, token),
+                text=self.token_bytes(token, special=True).decode("utf-8", errors="replace"),
+                special=llama_cpp.llama_vocab_is_control(self.vocab, token),
             )
             for token in ids
         ]
@@ -211,10 +239,13 @@ class LlamaModel:
         return not text.startswith(self._template.bos_token)
 
     def _text_tokens(self, text: str) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=self._adds_bos(text), special=True)
+        tokens: list[int] = self._model.tokenize(
+            text.encode("utf-8"), add_bos=self._adds_bos(text), special=True
+        )
+        return tokens
 
     def _max_tokens(self, request: GenerationRequest, prompt: Prompt) -> int:
-        n_ctx = self._llm.n_ctx()
+        n_ctx = self.slot_context
         room = n_ctx - prompt.n_tokens
         requested = request.sampling.max_tokens
         if room < 1 or (requested is not None and requested > room):
@@ -228,54 +259,67 @@ class LlamaModel:
             )
         return requested if requested is not None else min(request.default_max_tokens, room)
 
-    def _evaluate(self, prompt: Prompt, cancelled: threading.Event) -> int:
-        """Bring the KV cache to the prompt, reusing its common prefix; return positions reused."""
-        llm = self._llm
-        reuse = self._kv.reusable(prompt.units, prompt.segments) if self.config.prefix_cache else 0
-        if reuse == 0 or not llm._ctx.kv_cache_seq_rm(-1, reuse, -1):
-            reuse = 0
-            llm.reset()
-            llm._ctx.kv_cache_clear()
-        llm.n_tokens = reuse
-        self._kv.truncate(reuse)
-        for index, segment in enumerate(prompt.segments):
-            if segment.end <= reuse:
-                continue
-            if cancelled.is_set():
-                break
-            if prompt.chunks is None:
-                llm.eval(prompt.tokens[reuse:])
-            else:
-                chunk = mtmd.mtmd_input_chunks_get(prompt.chunks, index)
-                if segment.is_image:
-                    self._eval_image(chunk)
-                else:
-                    llm.eval(chunk_tokens(chunk)[max(0, reuse - segment.start) :])
-            self._kv.extend(prompt.units[max(reuse, segment.start) : segment.end])
-        return reuse
+    # -- the KV cache ---------------------------------------------------------------------------
 
-    def _eval_image(self, chunk: object) -> None:
-        """Decode an image's embeddings into the context; the encoder runs only on a cache miss."""
-        llm = self._llm
+    def keep(self, seq: int, length: int) -> bool:
+        """Drop sequence ``seq`` past ``length`` positions; False if the cache cannot (then the
+        whole sequence is dropped)."""
+        if length > 0 and self.ctx.kv_cache_seq_rm(seq, length, -1):
+            return True
+        self.ctx.kv_cache_seq_rm(seq, 0, -1)
+        return False
+
+    def decode_text(self, seq: int, tokens: list[int], position: int) -> None:
+        """Decode a prompt chunk into ``seq`` at ``position``; logits of its last token only."""
+        batch = self.batch.batch
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = position + i
+            batch.seq_id[i][0] = seq
+            batch.n_seq_id[i] = 1
+            batch.logits[i] = False
+        batch.logits[len(tokens) - 1] = True
+        self._decode()
+
+    def decode_next(self, entries: list[tuple[int, int, int]]) -> None:
+        """One decode of ``(seq, token, position)`` per generating slot; logits for each, at its
+        index in ``entries``."""
+        batch = self.batch.batch
+        batch.n_tokens = len(entries)
+        for i, (seq, token, position) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = position
+            batch.seq_id[i][0] = seq
+            batch.n_seq_id[i] = 1
+            batch.logits[i] = True
+        self._decode()
+
+    def _decode(self) -> None:
+        result = llama_cpp.llama_decode(self.ctx.ctx, self.batch.batch)
+        if result != 0:
+            raise EngineError(f"llama_decode failed ({result})")
+
+    def decode_image(self, seq: int, chunk: object, position: int) -> int:
+        """Decode an image's embeddings into ``seq`` at ``position``; the encoder runs only on a
+        cache miss. Returns the position after it."""
         embeddings = self._image_embeddings(chunk)
         new_n_past = llama_cpp.llama_pos(0)
         result = mtmd.mtmd_helper_decode_image_chunk(
             self._mtmd,
-            llm._ctx.ctx,
+            self.ctx.ctx,
             chunk,
             embeddings.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-            llama_cpp.llama_pos(llm.n_tokens),
-            llama_cpp.llama_seq_id(0),
-            llm.n_batch,
+            llama_cpp.llama_pos(position),
+            llama_cpp.llama_seq_id(seq),
+            self.n_batch,
             ctypes.byref(new_n_past),
             _NO_CALLBACK,
             None,
         )
         if result != 0:
             raise EngineError(f"decoding an image's embeddings failed (mtmd error {result})")
-        # Image positions hold no token id; mark them so no token-level prefix match uses them.
-        llm.input_ids[llm.n_tokens : new_n_past.value] = -1
-        llm.n_tokens = new_n_past.value
+        return int(new_n_past.value)
 
     def _image_embeddings(self, chunk: object) -> np.ndarray:
         key = mtmd.mtmd_input_chunk_get_id(chunk)
@@ -296,64 +340,90 @@ class LlamaModel:
         stats.image_cache_hits, stats.image_cache_misses = cache.hits, cache.misses
         stats.image_cache_bytes, stats.image_cache_entries = cache.bytes, cache.entries
 
-    def _sample(
-        self,
-        request: GenerationRequest,
-        prompt: Prompt,
-        max_tokens: int,
-        grammar: LlamaGrammar | None,
-        cancelled: threading.Event,
-        cached: int,
-    ) -> Generator[GenerationChunk, None, None]:
-        llm, params = self._llm, request.sampling
-        llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        sampler = llm._sampler = llm._init_sampler(
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=0,
-            min_p=0.0,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            grammar=grammar,
-        )
-        decoder, stops = TokenTextDecoder(), StopFilter(params.stop)
-        n_generated, finish = 0, "length"
-        while n_generated < max_tokens and not cancelled.is_set():
-            token = sampler.sample(llm._ctx, -1)
-            if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                finish = "stop"
-                break
-            n_generated += 1
-            text = stops.push(decoder.push(self._token_bytes(token)))
-            if text:
-                yield GenerationChunk(text)
-            if stops.stopped:
-                finish = "stop"
-                break
-            if llm.n_tokens >= llm.n_ctx():
-                break
-            llm.eval([token])
-            self._kv.extend((token,))
-        tail = "" if stops.stopped else stops.push(decoder.flush()) + stops.flush()
-        usage = Usage(
-            prompt_tokens=prompt.n_tokens,
-            completion_tokens=n_generated,
-            image_tokens=prompt.n_image_tokens,
-            cached_tokens=cached,
-        )
-        yield GenerationChunk(tail, finish_reason=finish, usage=usage)  # type: ignore[arg-type]
+    # -- sampling -------------------------------------------------------------------------------
 
-    def _token_bytes(self, token: int, *, special: bool = False) -> bytes:
+    def sampler(self, request: GenerationRequest) -> Sampler:
+        """A slot's sampler for ``request``: its own seed, penalties and grammar."""
+        params = request.sampling
+        grammar = _grammar_for(request.response_format)
+        plain = (
+            params.temperature == 0.0
+            and grammar is None
+            and params.frequency_penalty == 0.0
+            and params.presence_penalty == 0.0
+        )
+        if plain:
+            return GreedySampler(self.ctx, self.n_vocab)
+        seed = params.seed if params.seed is not None else random.getrandbits(31)
+        chain = internals.LlamaSampler()
+        chain.add_penalties(
+            n_vocab=self.n_vocab,
+            penalty_last_n=64,
+            penalty_repeat=1.0,
+            penalty_freq=params.frequency_penalty,
+            penalty_present=params.presence_penalty,
+        )
+        if grammar is not None:
+            chain.add_grammar(self._model, grammar)
+        if params.temperature == 0.0:
+            chain.add_greedy()
+        else:
+            chain.add_top_p(params.top_p, 1)
+            chain.add_temp(params.temperature)
+            chain.add_dist(seed)
+        return ChainSampler(self.ctx, chain)
+
+    def is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
         """The token's text as bytes; control tokens (BOS, end of turn) are empty unless
         ``special``."""
         buffer = self._piece_buffer
-        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, special)
+        size = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, special)
         if size < 0:  # the buffer is too small: -size bytes are needed
             buffer = ctypes.create_string_buffer(-size)
             size = llama_cpp.llama_token_to_piece(
-                self._vocab, token, buffer, len(buffer), 0, special
+                self.vocab, token, buffer, len(buffer), 0, special
             )
         return buffer.raw[:size] if size > 0 else b""
+
+
+class Sampler(Protocol):
+    def sample(self, index: int) -> int:
+        """The next token from the logits at ``index`` of the last decode."""
+
+    def close(self) -> None: ...
+
+
+class GreedySampler:
+    """Temperature 0, no grammar, no penalties: the logits' argmax, read in place."""
+
+    def __init__(self, ctx: internals.LlamaContext, n_vocab: int) -> None:
+        self._ctx = ctx
+        self._n_vocab = n_vocab
+
+    def sample(self, index: int) -> int:
+        logits = llama_cpp.llama_get_logits_ith(self._ctx.ctx, index)
+        return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
+
+    def close(self) -> None:
+        pass
+
+
+class ChainSampler:
+    """llama.cpp's sampler chain (penalties, grammar, top-p, temperature, seeded draw)."""
+
+    def __init__(self, ctx: internals.LlamaContext, chain: internals.LlamaSampler) -> None:
+        self._ctx = ctx
+        self._chain = chain
+
+    def sample(self, index: int) -> int:
+        # llama_sampler_sample also accepts the token: the grammar and penalties move on.
+        return int(self._chain.sample(self._ctx, index))
+
+    def close(self) -> None:
+        self._chain.close()
 
 
 def _grammar_for(response_format: ResponseFormat) -> LlamaGrammar | None:

@@ -126,6 +126,16 @@ class Capabilities:
     max_n: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """One sequence slot of an in-process model, as ``/healthz`` shows it."""
+
+    id: int
+    state: str  # idle | prompt | generating
+    priority: str | None  # interactive | batch, while busy
+    cached_tokens: int  # positions its KV cache holds
+
+
 @dataclass(slots=True)
 class EngineStats:
     """Counters since start, written by the engine, read by health checks."""
@@ -138,6 +148,9 @@ class EngineStats:
     image_cache_misses: int = 0
     image_cache_bytes: int = 0
     image_cache_entries: int = 0
+    # Generated tokens a second, over the last ten seconds; the slots of an in-process model.
+    tokens_per_s: float = 0.0
+    slots: tuple[SlotInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

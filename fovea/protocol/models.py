@@ -39,6 +39,13 @@ class ReplicaStatus(BaseModel):
     waiting: int | None = None
 
 
+class SlotStatus(BaseModel):
+    id: int
+    state: Literal["idle", "prompt", "generating"]
+    priority: Literal["interactive", "batch"] | None = None
+    cached_tokens: int
+
+
 class EngineStatus(BaseModel):
     model: str
     branch: str
@@ -52,6 +59,9 @@ class EngineStatus(BaseModel):
     image_cache_misses: int = 0
     image_cache_bytes: int = 0
     image_cache_entries: int = 0
+    tokens_per_s: float = 0.0
+    # In-process models: what each sequence slot is doing.
+    slots: list[SlotStatus] = []
     # Upstream deployments: each replica's state (empty for in-process models).
     replicas: list[ReplicaStatus] = []
 
