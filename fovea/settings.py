@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     # API keys and role bindings are cached this long: a revoked key, a new or removed role
     # binding take effect within it (expiry is exact). 0 reads the database on every request.
     auth_cache_ttl_s: float = Field(default=2.0, ge=0)
-    # Batch lines in flight at once (queued in the engine behind interactive requests).
-    batch_concurrency: int = 2
+    # Batch lines in flight at once (queued in the engine behind interactive requests): enough
+    # to fill every slot of a llama.cpp deployment (parallel) or several upstream replicas.
+    batch_concurrency: int = Field(default=8, ge=1)
     model_load_wait_s: float = 30.0
     generation_timeout_s: float = 600.0
     preload_models: bool = True
