@@ -191,7 +191,9 @@ def start_fovea(
     return process, f"{base}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
 
 
-def serve_catalog(catalog: str, home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def serve_catalog(
+    catalog: str, home: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
     """``fovea serve`` on ``catalog`` (TOML) with a fresh key: (process, root URL, key)."""
     from fovea.iam.service import IamService
     from fovea.settings import Settings
@@ -209,6 +211,7 @@ def serve_catalog(catalog: str, home: Path) -> tuple[subprocess.Popen[bytes], st
         "FOVEA_CATALOG": str(home / "models.toml"),
         "FOVEA_PORT": str(port),
         "FOVEA_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     base = f"http://127.0.0.1:{port}"
     process = start(

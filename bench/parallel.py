@@ -134,6 +134,8 @@ def fovea(model: Path, mmproj: Path, parallel: int, work: Path) -> Iterator[Serv
         f"max_output_tokens = 1024\nparallel = {parallel}\n"
         f'[deployments.branches.latest]\nmodel = "{model}"\nmmproj = "{mmproj}"\n',
         home,
+        # The folder's quota (10 at once by default) would turn the 16 away with 429.
+        {"FOVEA_MAX_CONCURRENT_GENERATIONS_PER_FOLDER": "64"},
     )
     try:
         yield Server(

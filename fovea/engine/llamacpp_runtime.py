@@ -90,8 +90,9 @@ class LlamaModel:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = config.n_gpu_layers
         # Repacked weights make a token's arithmetic depend on how many tokens share its
-        # decode; without them a sequence decoded beside others gives what it gives alone.
-        model_params.use_extra_bufts = config.parallel == 1
+        # decode; without them a sequence decoded beside up to 5 others gives what it gives
+        # alone. From 8 at once ggml switches kernels anyway: then take the faster weights.
+        model_params.use_extra_bufts = config.parallel == 1 or config.parallel > 6
         self._model = internals.LlamaModel(
             path_model=str(config.model_path), params=model_params, verbose=False
         )
