@@ -270,8 +270,9 @@ class LlamaModel:
         self.ctx.kv_cache_seq_rm(seq, 0, -1)
         return False
 
-    def decode_text(self, seq: int, tokens: list[int], position: int) -> None:
-        """Decode a prompt chunk into ``seq`` at ``position``; logits of its last token only."""
+    def decode_text(self, seq: int, tokens: list[int], position: int, *, last: bool) -> None:
+        """Decode a prompt chunk into ``seq`` at ``position``; the logits of its last token
+        only when it ends the prompt (the output layer is a third of a small model's work)."""
         batch = self.batch.batch
         batch.n_tokens = len(tokens)
         for i, token in enumerate(tokens):
@@ -280,7 +281,7 @@ class LlamaModel:
             batch.seq_id[i][0] = seq
             batch.n_seq_id[i] = 1
             batch.logits[i] = False
-        batch.logits[len(tokens) - 1] = True
+        batch.logits[len(tokens) - 1] = last
         self._decode()
 
     def decode_next(self, entries: list[tuple[int, int, int]]) -> None:

@@ -163,7 +163,7 @@ class SlotScheduler:
     def _admit(self) -> None:
         while self._waiting:
             free = [s for s in self._slots if s.run is None]
-            if not free:
+            if not free or self._batch_is_full(self._waiting[0][2]):
                 return
             _, arrival, job = heapq.heappop(self._waiting)
             if job.cancelled.is_set():
@@ -179,6 +179,18 @@ class SlotScheduler:
                 job.emit(EngineError(f"The engine failed on this request: {error}"))
                 continue
             self._start(self._choose(free, run.prompt), run)
+
+    def _batch_is_full(self, job: Job) -> bool:
+        """Batch lines take every slot but one: an interactive request never waits for a line
+        to finish (the queue hands out interactive requests first, so only lines wait here)."""
+        if job.request.priority != Priority.BATCH or len(self._slots) == 1:
+            return False
+        lines = sum(
+            1
+            for s in self._slots
+            if s.run is not None and s.run.job.request.priority == Priority.BATCH
+        )
+        return lines >= len(self._slots) - 1
 
     def _prepare(self, job: Job, arrival: int) -> _Run:
         prompt, max_tokens = self._model.prompt(job.request)
@@ -237,10 +249,11 @@ class SlotScheduler:
                 tokens = self._segment_tokens(prompt, run.segment)
                 start = slot.position - segment.start
                 piece = tokens[start : start + budget]
-                self._model.decode_text(slot.seq, piece, slot.position)
+                last = slot.position + len(piece) >= prompt.n_tokens
+                self._model.decode_text(slot.seq, piece, slot.position, last=last)
                 slot.kv.extend(piece)
                 budget -= len(piece)
-                if slot.position >= prompt.n_tokens:
+                if last:
                     run.next_token = run.sampler.sample(len(piece) - 1)
                     prompt.free()
                     slot.state = SlotState.GENERATING

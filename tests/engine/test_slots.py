@@ -198,10 +198,9 @@ def test_a_long_prompt_is_chunked_between_decode_steps(engine: LlamaCppEngine) -
     assert between.count("token") >= 3
 
 
-def test_interactive_requests_take_the_next_free_slot_before_batch_lines(
-    engine: LlamaCppEngine,
-) -> None:
+def test_batch_lines_leave_a_slot_for_interactive_requests(engine: LlamaCppEngine) -> None:
     order: list[str] = []
+    finished: list[str] = []
 
     async def go(name: str, priority: Priority, tokens: int) -> None:
         sampling = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True)
@@ -211,16 +210,21 @@ def test_interactive_requests_take_the_next_free_slot_before_batch_lines(
             if not started:
                 order.append(name)
                 started = True
+        finished.append(name)
 
     async def scenario() -> None:
-        busy = [asyncio.create_task(go(f"busy{i}", Priority.BATCH, 40 + 20 * i)) for i in range(4)]
-        while len(order) < 4:
+        lines = [asyncio.create_task(go(f"line{i}", Priority.BATCH, 150)) for i in range(6)]
+        # Three lines run; the other three wait although a slot is free.
+        while sorted(s.priority or "free" for s in engine.stats.slots) != [
+            "batch",
+            "batch",
+            "batch",
+            "free",
+        ]:
             await asyncio.sleep(0.01)
-        batch = asyncio.create_task(go("batch", Priority.BATCH, 4))
-        await asyncio.sleep(0.05)
-        interactive = asyncio.create_task(go("interactive", Priority.INTERACTIVE, 4))
-        await asyncio.gather(*busy, batch, interactive)
+        await go("interactive", Priority.INTERACTIVE, 8)
+        assert finished == ["interactive"]  # it ran beside the lines, not after them
+        await asyncio.gather(*lines)
 
     run(engine, scenario())
-    assert order[4:] == ["interactive", "batch"]
-    assert any(s.priority is None for s in engine.stats.slots)
+    assert order.index("interactive") <= 3  # ahead of the three lines that waited
