@@ -151,7 +151,16 @@ class SlotScheduler:
         self._admit()
         budget = self._model.n_batch
         image_done = False
+        # While an interactive request is in a slot, batch lines' prompts wait: their chunks
+        # and images would lengthen every step of its stream. Their tokens still decode with it.
+        interactive = any(
+            s.run is not None and s.run.job.request.priority == Priority.INTERACTIVE
+            for s in self._slots
+        )
         for slot in self._by_priority(SlotState.PROMPT):
+            assert slot.run is not None
+            if interactive and slot.run.job.request.priority == Priority.BATCH:
+                break
             budget, image_done = self._advance_prompt(slot, budget, image_done)
             if budget <= 0:
                 break
