@@ -82,7 +82,8 @@ _TRUNCATIONS: list[tuple[str, str, int | str, Decodes | Refused]] = [
     ("jpeg", "soi_only", 2, Refused(400, NOT_AN_IMAGE)),
     ("jpeg", "in_header", 100, Refused(400, CORRUPT)),
     ("jpeg", "mid_scan", "half", Refused(400, CORRUPT)),
-    ("jpeg", "before_eoi", -2, Refused(400, CORRUPT)),
+    # Dropping only the EOI marker decodes about 2% of noise pictures in full: cut into the scan.
+    ("jpeg", "end_of_scan", -40, Refused(400, CORRUPT)),
     ("png", "signature_only", 8, Refused(400, NOT_AN_IMAGE)),
     ("png", "in_ihdr", 20, Refused(400, CORRUPT)),
     ("png", "mid_idat", "half", Refused(400, CORRUPT)),
