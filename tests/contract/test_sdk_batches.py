@@ -256,3 +256,90 @@ def test_a_running_batch_cancels_and_a_dataset_updates(node: Node, tmp_path: Pat
     deferred.cancel()
     with pytest.raises(Exception, match="cancelled"):
         deferred.wait(poll_interval=POLL_S)
+
+
+def test_bad_dataset_and_batch_requests_get_clear_grpc_errors(node: Node, tmp_path: Path) -> None:
+    from yandex.cloud.ai.dataset.v1 import dataset_service_pb2 as datasets
+    from yandex.cloud.ai.dataset.v1 import dataset_service_pb2_grpc as datasets_grpc
+    from yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common
+    from yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as generation,
+    )
+    from yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2_grpc as generation_grpc,
+    )
+
+    metadata = [("authorization", f"Api-Key {node.api_key}")]
+
+    def refused(call: object, request: object) -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as raised:
+            call(request, metadata=metadata, timeout=30)  # type: ignore[operator]
+        return raised.value
+
+    with grpc.insecure_channel(node.grpc) as channel:
+        stub = datasets_grpc.DatasetServiceStub(channel)
+        create = datasets.CreateDatasetRequest
+        wrong_type = refused(stub.Create, create(task_type="Poetry", upload_format="jsonlines"))
+        assert wrong_type.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ImageTextToTextGenerationRequest" in (wrong_type.details() or "")
+        wrong_format = refused(stub.Create, create(task_type=IMAGE_TASK, upload_format="csv"))
+        assert wrong_format.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "jsonlines" in (wrong_format.details() or "")
+
+        draft = stub.Create(
+            create(task_type=IMAGE_TASK, upload_format="jsonlines"), metadata=metadata
+        )
+        too_big = refused(
+            stub.GetUploadDraftUrl,
+            datasets.GetUploadDraftUrlRequest(dataset_id=draft.dataset_id, size_bytes=3 << 30),
+        )
+        assert too_big.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "FOVEA_MAX_FILE_BYTES" in (too_big.details() or "")
+        not_ready = refused(
+            stub.GetDownloadUrls, datasets.GetDownloadUrlsRequest(dataset_id=draft.dataset_id)
+        )
+        assert not_ready.code() == grpc.StatusCode.FAILED_PRECONDITION
+        no_data = refused(
+            stub.Validate, datasets.ValidateDatasetRequest(dataset_id=draft.dataset_id)
+        )
+        assert no_data.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "upload it" in (no_data.details() or "")
+
+        # A part whose ETag is not the one its PUT returned is refused when the upload finishes.
+        [url] = stub.StartMultipartUploadDraft(
+            datasets.StartMultipartUploadDraftRequest(
+                dataset_id=draft.dataset_id, size_bytes=3, parts=1
+            ),
+            metadata=metadata,
+        ).multipart_upload_urls
+        assert httpx.put(url, content=b"{}\n").headers["etag"]
+        wrong_etag = refused(
+            stub.FinishMultipartUploadDraft,
+            datasets.FinishMultipartUploadDraftRequest(
+                dataset_id=draft.dataset_id,
+                uploaded_parts=[datasets.UploadedPartInfo(part_num=1, etag='"beef"')],
+            ),
+        )
+        assert wrong_etag.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ETag" in (wrong_etag.details() or "")
+
+        batches = generation_grpc.TextGenerationBatchServiceStub(channel)
+        model_uri = f"gpt://{node.folder_id}/gemma-3-demo"
+        on_draft = refused(
+            batches.Completion,
+            generation.BatchCompletionRequest(
+                model_uri=model_uri, source_dataset_id=draft.dataset_id
+            ),
+        )
+        assert on_draft.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "upload and validate" in (on_draft.details() or "")
+        hot = refused(
+            batches.Completion,
+            generation.BatchCompletionRequest(
+                model_uri=model_uri,
+                source_dataset_id=draft.dataset_id,
+                completion_options=common.CompletionOptions(temperature={"value": 3.0}),
+            ),
+        )
+        assert hot.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "temperature" in (hot.details() or "")
