@@ -175,7 +175,7 @@ class FileService:
         try:
             with _open_staging(staging) as sink:
                 write(sink)
-                _sync(sink)
+                sync_file(sink)
             return self._publish(folder_id, file_id, filename, purpose)
         except BaseException:
             staging.unlink(missing_ok=True)
@@ -236,7 +236,7 @@ class FileService:
         try:
             upload = MultipartUpload(content_type, sink)
             await receive_upload(body, upload)
-            await to_thread.run_sync(_sync, sink)
+            await to_thread.run_sync(sync_file, sink)
         finally:
             sink.close()
         return upload
@@ -358,7 +358,8 @@ def _open_staging(staging: Path) -> BinaryIO:
     return staging.open("xb")
 
 
-def _sync(sink: BinaryIO) -> None:
+def sync_file(sink: BinaryIO) -> None:
+    """Flush and fsync: the bytes are on disk before anything points at them."""
     sink.flush()
     os.fsync(sink.fileno())
 

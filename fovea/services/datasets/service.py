@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,7 +26,7 @@ from fovea.services.access import AccessControl
 from fovea.services.background import BackgroundTasks
 from fovea.services.datasets.signing import UrlSigner
 from fovea.services.datasets.validation import TASK_TYPES, UPLOAD_FORMATS, validate_file
-from fovea.services.files import PARTIAL_SUFFIX, FileService
+from fovea.services.files import PARTIAL_SUFFIX, FileService, sync_file
 from fovea.store.datasets import DatasetInfo, DatasetStatus, DatasetStore, not_found
 from fovea.store.operations import OperationInfo, OperationKind, OperationStore
 
@@ -367,7 +366,7 @@ class DatasetService:
                     await to_thread.run_sync(sink.write, bytes(pending))
                     pending.clear()
             await to_thread.run_sync(sink.write, bytes(pending))
-            await to_thread.run_sync(_sync, sink)
+            await to_thread.run_sync(sync_file, sink)
         finally:
             sink.close()
         return f'"{digest.hexdigest()}"'
@@ -413,11 +412,6 @@ def _offset(page_token: str) -> int:
     return int(page_token)
 
 
-def _sync(sink: BinaryIO) -> None:
-    sink.flush()
-    os.fsync(sink.fileno())
-
-
 def _join(parts: list[Path], etags: list[str], target: Path) -> None:
     """The parts, in order, into ``target``, each checked against the ETag its PUT returned."""
     with target.open("wb") as sink:
@@ -438,4 +432,4 @@ def _join(parts: list[Path], etags: list[str], target: Path) -> None:
                     f"Part {number}'s ETag {etag} does not match the part uploaded",
                     param="uploaded_parts",
                 )
-        _sync(sink)
+        sync_file(sink)
