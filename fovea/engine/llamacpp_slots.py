@@ -18,6 +18,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -114,7 +115,7 @@ class SlotScheduler:
         self._stats = stats
         self._slots = [Slot(seq) for seq in range(model.parallel)]
         self._waiting: list[tuple[int, int, Job]] = []
-        self._tokens_window: list[tuple[float, int]] = []
+        self._tokens_window: deque[tuple[float, int]] = deque()
         self._publish()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -371,12 +372,13 @@ class SlotScheduler:
         now = time.monotonic()
         self._tokens_window.append((now, tokens))
         while self._tokens_window and now - self._tokens_window[0][0] > 10.0:
-            self._tokens_window.pop(0)
+            self._tokens_window.popleft()
 
     def _publish(self) -> None:
         window = self._tokens_window
         span = window[-1][0] - window[0][0] if len(window) > 1 else 0.0
-        self._stats.tokens_per_s = sum(n for _, n in window[1:]) / span if span > 0 else 0.0
+        counted = sum(n for _, n in window) - (window[0][1] if window else 0)
+        self._stats.tokens_per_s = counted / span if span > 0 else 0.0
         self._stats.slots = tuple(
             SlotInfo(
                 id=slot.seq,

@@ -99,6 +99,7 @@ def test_concurrent_requests_answer_as_they_do_alone(uncached: LlamaCppEngine) -
     answers = run(engine, together())
     assert [_text(a) for a in answers] == alone  # type: ignore[attr-defined]
     assert all(len(text) > 0 for text in alone)
+    assert engine.stats.tokens_per_s > 0  # /healthz's rate over the last ten seconds
 
 
 def test_a_cancelled_stream_frees_its_slot_at_once(engine: LlamaCppEngine) -> None:
