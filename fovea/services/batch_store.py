@@ -13,10 +13,10 @@ from sqlalchemy import delete, func, select, update
 
 from fovea.errors import ConflictError, InvalidRequestError, NotFoundError
 from fovea.store.database import Database
-from fovea.store.tables import BatchLineRecord, BatchRecord
+from fovea.store.tables import BATCH_ACTIVE_STATUSES, BatchLineRecord, BatchRecord
 from fovea.store.transaction import transaction
 
-ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+ACTIVE = BATCH_ACTIVE_STATUSES
 TERMINAL = ("failed", "completed", "expired", "cancelled")
 COMPLETION_WINDOWS = {"24h": timedelta(hours=24)}
 

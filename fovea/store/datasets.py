@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fovea.errors import ConflictError, NotFoundError
 from fovea.store.database import Database
-from fovea.store.tables import DatasetRecord
+from fovea.store.tables import BATCH_ACTIVE_STATUSES, BatchRecord, DatasetRecord
 from fovea.store.transaction import transaction
 
 ID_PREFIX = "fds"
@@ -134,6 +134,18 @@ class DatasetStore:
             if record.status == DatasetStatus.VALIDATING:
                 raise ConflictError(
                     f"Dataset {dataset_id} is being validated; delete it once validation ends",
+                    param="dataset_id",
+                )
+            running = session.scalar(
+                select(BatchRecord.id).where(
+                    BatchRecord.input_file_id == record.file_id,
+                    BatchRecord.status.in_(BATCH_ACTIVE_STATUSES),
+                )
+            )
+            if record.file_id is not None and running is not None:
+                raise ConflictError(
+                    f"Dataset {dataset_id} is the input of batch {running}, which is still "
+                    "running: cancel it or wait for it to end before deleting the dataset",
                     param="dataset_id",
                 )
             info = _info(record)

@@ -138,6 +138,10 @@ class FileRecord(Base):
     created_at: Mapped[datetime]
 
 
+# A batch in one of these states still reads its input file.
+BATCH_ACTIVE_STATUSES = ("validating", "in_progress", "finalizing", "cancelling")
+
+
 class BatchRecord(Base):
     """A batch job over an input file, in OpenAI's shape; its lines are ``batch_lines``."""
 

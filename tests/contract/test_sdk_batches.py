@@ -239,6 +239,10 @@ def test_a_running_batch_cancels_and_a_dataset_updates(node: Node, tmp_path: Pat
 
     model = node.sdk().models.completions("gemma-3-demo").configure(temperature=0, max_tokens=60)
     operation = model.batch.run_deferred(dataset)
+    with pytest.raises(grpc.aio.AioRpcError) as in_use:
+        dataset.delete()  # a running batch still reads it
+    assert in_use.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert operation.id in (in_use.value.details() or "")
     operation.cancel()
 
     def cancelled() -> object | None:
@@ -251,6 +255,8 @@ def test_a_running_batch_cancels_and_a_dataset_updates(node: Node, tmp_path: Pat
         batch = http.get(f"/v1/batches/{operation.id}").json()
     assert batch["status"] == "cancelled"
     assert batch["request_counts"]["completed"] < 12
+    dataset.delete()  # the batch is over: the dataset can go
+    assert dataset.id not in [d.id for d in node.sdk().datasets.list()]
     # A deferred completion cancels as an operation: its wait() reports the cancel.
     deferred = model.run_deferred("Write a long story.")
     deferred.cancel()
