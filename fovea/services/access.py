@@ -93,6 +93,14 @@ class AccessControl:
             )
         return principal.folder_id
 
+    async def named_folder(
+        self, principal: Principal, folder_id: str, permission: Permission
+    ) -> str:
+        """``folder_named``, then the caller's ``permission`` there: the folder acted on."""
+        folder = self.folder_named(principal, folder_id)
+        await self.require(principal, folder, permission)
+        return folder
+
     def require_scope(self, principal: Principal, scopes: frozenset[str]) -> None:
         """Keys without one of ``scopes`` are refused as the cloud does: as unknown keys."""
         if not principal.scopes & scopes:

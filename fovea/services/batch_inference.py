@@ -138,7 +138,7 @@ class BatchInferenceService:
         return operation, await to_thread.run_sync(self._task, batch)
 
     async def describe(self, principal: Principal, task_id: str) -> BatchTask:
-        folder = await self._folder(principal, "", Permission.BATCHES_READ)
+        folder = await self._access.named_folder(principal, "", Permission.BATCHES_READ)
         batch = await to_thread.run_sync(self._store.get, task_id, folder)
         return await to_thread.run_sync(self._task, batch)
 
@@ -149,15 +149,15 @@ class BatchInferenceService:
     async def list_tasks(
         self, principal: Principal, folder_id: str, *, page_size: int, page_token: str
     ) -> tuple[list[BatchTask], str]:
-        folder = await self._folder(principal, folder_id, Permission.BATCHES_READ)
+        folder = await self._access.named_folder(principal, folder_id, Permission.BATCHES_READ)
         limit = min(page_size or 100, MAX_PAGE_SIZE)
         found = partial(self._store.list_batches, folder, after=page_token or None, limit=limit)
         batches, more = await to_thread.run_sync(found)
-        tasks = [await to_thread.run_sync(self._task, batch) for batch in batches]
+        tasks = await to_thread.run_sync(lambda: [self._task(batch) for batch in batches])
         return tasks, batches[-1].id if more and batches else ""
 
     async def cancel(self, principal: Principal, task_id: str) -> None:
-        folder = await self._folder(principal, "", Permission.BATCHES_WRITE)
+        folder = await self._access.named_folder(principal, "", Permission.BATCHES_WRITE)
         batch = await to_thread.run_sync(self._store.get, task_id, folder)
         if _STATUS[batch.status].is_final:
             return  # the cloud answers a cancel of a finished task without an error
@@ -165,13 +165,8 @@ class BatchInferenceService:
         self._runner.wake()
 
     async def delete(self, principal: Principal, task_id: str) -> None:
-        folder = await self._folder(principal, "", Permission.BATCHES_WRITE)
+        folder = await self._access.named_folder(principal, "", Permission.BATCHES_WRITE)
         await to_thread.run_sync(self._store.delete, task_id, folder)
-
-    async def _folder(self, principal: Principal, folder_id: str, permission: Permission) -> str:
-        folder = self._access.folder_named(principal, folder_id)
-        await self._access.require(principal, folder, permission)
-        return folder
 
     def _task(self, batch: BatchInfo) -> BatchTask:
         status = _STATUS[batch.status]

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 TRANSIENT = (429, 503)
 RETRY_S = 1.0
 CANCELLED = {"status": 499, "message": "The operation was cancelled"}
+# Reading an operation needs what reading the object it follows needs.
+_READ_PERMISSION = {
+    OperationKind.COMPLETION: Permission.MODELS_USE,
+    OperationKind.VALIDATION: Permission.FILES_READ,
+    OperationKind.BATCH: Permission.BATCHES_READ,
+}
 
 
 @dataclass(frozen=True)
@@ -107,13 +113,7 @@ class OperationService:
         operation = await to_thread.run_sync(self._store.get, operation_id)
         if operation.folder_id != principal.folder_id:
             raise NotFoundError(f"Operation {operation_id} not found", param="operation_id")
-        permission = (
-            Permission.MODELS_USE
-            if operation.kind == OperationKind.COMPLETION
-            else Permission.FILES_READ
-            if operation.kind == OperationKind.VALIDATION
-            else Permission.BATCHES_READ
-        )
+        permission = _READ_PERMISSION[OperationKind(operation.kind)]
         await self._access.require(principal, operation.folder_id, permission)
         return operation
 

@@ -74,7 +74,7 @@ class DatasetService:
     async def create(
         self, principal: Principal, folder_id: str, fields: DatasetFields
     ) -> DatasetInfo:
-        folder = await self._folder(principal, folder_id, Permission.FILES_WRITE)
+        folder = await self._access.named_folder(principal, folder_id, Permission.FILES_WRITE)
         if fields.task_type not in TASK_TYPES:
             raise InvalidRequestError(
                 f"Unsupported task_type {fields.task_type!r}; use one of {', '.join(TASK_TYPES)}",
@@ -103,7 +103,7 @@ class DatasetService:
         return await to_thread.run_sync(create)
 
     async def describe(self, principal: Principal, dataset_id: str) -> DatasetInfo:
-        folder = await self._folder(principal, "", Permission.FILES_READ)
+        folder = await self._access.named_folder(principal, "", Permission.FILES_READ)
         return await to_thread.run_sync(self._store.get, dataset_id, folder)
 
     async def list_datasets(
@@ -118,7 +118,7 @@ class DatasetService:
         page_size: int,
         page_token: str,
     ) -> tuple[list[DatasetInfo], str]:
-        folder = await self._folder(principal, folder_id, Permission.FILES_READ)
+        folder = await self._access.named_folder(principal, folder_id, Permission.FILES_READ)
         offset = _offset(page_token)
         limit = min(page_size or 100, MAX_PAGE_SIZE)
         found = partial(
@@ -143,7 +143,7 @@ class DatasetService:
         description: str | None,
         labels: dict[str, str] | None,
     ) -> DatasetInfo:
-        folder = await self._folder(principal, "", Permission.FILES_WRITE)
+        folder = await self._access.named_folder(principal, "", Permission.FILES_WRITE)
         values = {
             key: value
             for key, value in (("name", name), ("description", description), ("labels", labels))
@@ -152,7 +152,7 @@ class DatasetService:
         return await to_thread.run_sync(partial(self._store.update, dataset_id, folder, **values))
 
     async def delete(self, principal: Principal, dataset_id: str) -> None:
-        folder = await self._folder(principal, "", Permission.FILES_WRITE)
+        folder = await self._access.named_folder(principal, "", Permission.FILES_WRITE)
         info = await to_thread.run_sync(self._store.delete, dataset_id, folder)
         if info.file_id is not None and info.batch_id is None:
             # A batch's result file stays with its batch (the Files API still lists it).
@@ -238,7 +238,7 @@ class DatasetService:
     # -- validation ----------------------------------------------------------------------
 
     async def validate(self, principal: Principal, dataset_id: str) -> OperationInfo:
-        folder = await self._folder(principal, "", Permission.FILES_WRITE)
+        folder = await self._access.named_folder(principal, "", Permission.FILES_WRITE)
         info = await to_thread.run_sync(self._store.start_validation, dataset_id, folder)
         create = partial(
             self._operations.create,
@@ -279,7 +279,7 @@ class DatasetService:
         self, principal: Principal, dataset_ids: list[str]
     ) -> dict[str, str]:
         """Each dataset's last validation operation (datasets of other folders are left out)."""
-        folder = await self._folder(principal, "", Permission.FILES_READ)
+        folder = await self._access.named_folder(principal, "", Permission.FILES_READ)
         found = partial(self._operations.latest_for, OperationKind.VALIDATION, dataset_ids)
         latest = await to_thread.run_sync(found)
         owned = await to_thread.run_sync(self._owned, folder, list(latest))
@@ -327,13 +327,8 @@ class DatasetService:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _folder(self, principal: Principal, folder_id: str, permission: Permission) -> str:
-        folder = self._access.folder_named(principal, folder_id)
-        await self._access.require(principal, folder, permission)
-        return folder
-
     async def _draft(self, principal: Principal, dataset_id: str, size_bytes: int) -> DatasetInfo:
-        folder = await self._folder(principal, "", Permission.FILES_WRITE)
+        folder = await self._access.named_folder(principal, "", Permission.FILES_WRITE)
         info = await to_thread.run_sync(self._store.get, dataset_id, folder)
         if info.status != DatasetStatus.DRAFT:
             raise ConflictError(
