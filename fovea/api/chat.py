@@ -9,9 +9,13 @@ document, with the same request and response models; requests never reach it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from fovea.api.deps import (
     HeaderFolderDep,
@@ -19,11 +23,13 @@ from fovea.api.deps import (
     header_folder_of,
     parse_body,
     principal_of,
+    request_context,
     services_of,
 )
 from fovea.api.responses import json_response
 from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect, sse_events
 from fovea.protocol.chat import ChatCompletion, ChatCompletionRequest
+from fovea.services.chat import ChatRun
 
 PATH = "/v1/chat/completions"
 
@@ -35,24 +41,41 @@ async def create_chat_completion(request: Request) -> Response:
     principal = await principal_of(request)
     header_folder = header_folder_of(request)
     body = parse_body(ChatCompletionRequest, await request.body())
+    context = request_context(request)
     # A client that leaves while its prompt is processed or its answer generated stops the work.
     try:
         if not body.stream:
             completion = await cancel_on_disconnect(
-                request, services.chat.complete(principal, body, header_folder)
+                request, services.chat.complete(principal, body, header_folder, context=context)
             )
             return json_response(completion)
         run = await cancel_on_disconnect(
-            request, services.chat.start(principal, body, header_folder)
+            request, services.chat.start(principal, body, header_folder, context=context)
         )
     except ClientDisconnected:
         return Response(status_code=499)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return StreamingResponse(
+    return RunStreamingResponse(
+        run,
         sse_events(run.chunks(include_usage=include_usage)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class RunStreamingResponse(StreamingResponse):
+    """Server-sent events of a run, which ends however the response does: a client that
+    leaves before the first event never starts the body's iterator."""
+
+    def __init__(self, run: ChatRun, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._run.aclose()
 
 
 route = Route(PATH, create_chat_completion, methods=["POST"])

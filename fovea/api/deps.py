@@ -6,6 +6,7 @@ that costs more than the work these do.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
@@ -17,6 +18,7 @@ from fovea.errors import FolderMismatchError
 from fovea.iam.apikeys import api_key_from_authorization
 from fovea.iam.types import Principal
 from fovea.services.access import FOLDER_MISMATCH
+from fovea.services.chat_events import RequestContext, data_logging_enabled
 from fovea.services.container import Services
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -67,6 +69,15 @@ def header_folder_of(request: Request) -> str | None:
             f"x-folder-id names {x_folder_id}"
         )
     return x_folder_id or openai_project
+
+
+def request_context(request: Request) -> RequestContext:
+    """The request's id (as ``x-request-id`` reports it) and the client's data-logging choice:
+    ``x-data-logging-enabled: false`` means its bodies are never stored."""
+    return RequestContext(
+        request_id=request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex,
+        data_logging=data_logging_enabled(request.headers.get("x-data-logging-enabled")),
+    )
 
 
 def parse_body(model: type[BodyT], raw: bytes) -> BodyT:

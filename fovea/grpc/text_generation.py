@@ -29,6 +29,7 @@ from fovea.grpc.status import abort
 from fovea.iam.apikeys import api_key_from_authorization
 from fovea.protocol import chat as wire
 from fovea.services.chat import ChatRun
+from fovea.services.chat_events import RequestContext, data_logging_enabled
 from fovea.services.container import Services
 
 Status = common.Alternative.AlternativeStatus
@@ -50,14 +51,24 @@ class TextGeneration(service_grpc.TextGenerationServiceServicer):
                 api_key_from_authorization(metadata.get("authorization"))
             )
             body = chat_request(request)
-            run = await self._services.chat.start(principal, body, None)
-            async for response in _responses(run, body.stream):
-                yield response
+            run = await self._services.chat.start(
+                principal, body, None, context=request_context(metadata)
+            )
+            try:
+                async for response in _responses(run, body.stream):
+                    yield response
+            finally:
+                await run.aclose()
         except FoveaError as error:
             await abort(context, error)
         except Exception:
             log.exception("gRPC Completion failed")
             await abort(context, FoveaError("The server had an error processing your request."))
+
+
+def request_context(metadata: dict[str, Any]) -> RequestContext:
+    """The call's data-logging choice (the SDK's ``enable_server_data_logging``)."""
+    return RequestContext(data_logging=data_logging_enabled(metadata.get("x-data-logging-enabled")))
 
 
 def chat_request(request: service.CompletionRequest) -> wire.ChatCompletionRequest:

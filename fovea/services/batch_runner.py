@@ -27,6 +27,7 @@ from fovea.protocol.chat import ChatCompletionRequest
 from fovea.services.batch_input import check_input, raw_lines, read_line
 from fovea.services.batch_store import BatchInfo, BatchStore, LineRef, LineResult
 from fovea.services.chat import ChatService
+from fovea.services.chat_events import RequestContext
 from fovea.services.datasets.rows import dataset_result_row, dataset_row_to_chat_body
 from fovea.services.files import FileService
 
@@ -175,7 +176,10 @@ class BatchRunner:
                 folder_id=batch.folder_id,
                 scopes=GENERATION_SCOPES,
             )
-            completion = await self._chat.complete(principal, request, priority=Priority.BATCH)
+            context = RequestContext(request_id=request_id[4:], batch_id=batch.id)
+            completion = await self._chat.complete(
+                principal, request, priority=Priority.BATCH, context=context
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             message = f"Line {ref.line_number}: {'.'.join(map(str, first['loc']))}: {first['msg']}"

@@ -7,9 +7,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fovea.engine.base import Engine
 from fovea.engine.registry import EngineKey, EngineRegistry
@@ -24,8 +24,9 @@ from fovea.engine.types import (
     SamplingParams,
     TextPart,
     Token,
+    Usage,
 )
-from fovea.errors import GenerationTimeoutError, InvalidRequestError
+from fovea.errors import FoveaError, GenerationTimeoutError, InvalidRequestError
 from fovea.iam.apikeys import GENERATION_SCOPES
 from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
@@ -33,6 +34,12 @@ from fovea.media.images import check_image_count
 from fovea.protocol import chat as wire
 from fovea.services.access import AccessControl
 from fovea.services.catalog import Catalog, ResolvedModel, parse_model_uri
+from fovea.services.chat_events import (
+    CompletionObserver,
+    CompletionStatus,
+    FinishedCompletion,
+    RequestContext,
+)
 from fovea.services.images import ImageIntake, ImageRequest
 from fovea.services.quotas import FolderConcurrency
 
@@ -48,74 +55,139 @@ class ChatLimits:
 class ChatRun:
     """A generation that has started: its first chunk is in hand, so the request was accepted.
 
-    Consume it once, with ``collect`` or ``chunks``; either releases the folder's slot.
+    Consume it once, with ``collect`` or ``chunks``; either ends it (``aclose``), and so does a
+    consumer that stops early. Ending it releases the folder's slot, stops the engine's work
+    and tells the observers how the completion went.
     """
 
     def __init__(
         self,
         *,
-        model_uri: str,
+        target: _Target,
+        body: wire.ChatCompletionRequest,
+        principal: Principal,
+        context: RequestContext,
         first: GenerationChunk,
         rest: AsyncGenerator[GenerationChunk, None],
         release: _Release,
         deadline: float,
+        timing: _Timing,
+        observers: Sequence[CompletionObserver],
     ) -> None:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
-        self.model_uri = model_uri
+        self.model_uri = target.model_uri
+        self._target = target
+        self._body = body
+        self._principal = principal
+        self._context = context
         self._first = first
         self._rest = rest
         self._release = release
         self._deadline = deadline
+        self._timing = timing
+        self._observers = observers
+        self._parts: list[str] = []
+        self._last = first
+        self._status = CompletionStatus.CANCELLED  # until the model finishes
+        self._error: str | None = None
+        self._closed = False
 
     async def _all(self) -> AsyncGenerator[GenerationChunk, None]:
-        loop = asyncio.get_running_loop()
         try:
+            self._seen(self._first)
             yield self._first
-            if self._first.finish_reason is None:
-                async with aclosing(self._rest) as rest:
-                    async for chunk in rest:
-                        if loop.time() > self._deadline:
-                            raise _timeout()
-                        yield chunk
+            while self._last.finish_reason is None:
+                try:
+                    # The deadline holds while no chunk arrives, not only when one does.
+                    async with asyncio.timeout_at(self._deadline):
+                        chunk = await anext(self._rest)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    self._status = CompletionStatus.TIMEOUT
+                    raise _timeout() from None
+                self._seen(chunk)
+                yield chunk
+        except FoveaError as error:
+            if self._status != CompletionStatus.TIMEOUT:
+                self._status, self._error = CompletionStatus.ERROR, error.message
+            raise
+        except Exception as error:
+            self._status, self._error = CompletionStatus.ERROR, str(error)
+            raise
         finally:
-            self._release()
+            await self.aclose()
+
+    def _seen(self, chunk: GenerationChunk) -> None:
+        self._last = chunk
+        if chunk.text:
+            self._parts.append(chunk.text)
+        if chunk.finish_reason is not None:
+            self._status = CompletionStatus.OK
+
+    async def aclose(self) -> None:
+        """End the run (idempotent): release the folder's slot, stop the engine's work if it is
+        still going, and report the completion."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release()
+        try:
+            await self._rest.aclose()
+        except Exception:
+            log.exception("closing the generation of %s failed", self._context.request_id)
+        notify(
+            self._observers,
+            self._timing.finished(
+                target=self._target,
+                body=self._body,
+                principal=self._principal,
+                context=self._context,
+                status=self._status,
+                usage=self._last.usage,
+                text="".join(self._parts),
+                finish_reason=self._last.finish_reason,
+                error=self._error,
+            ),
+        )
 
     async def collect(self) -> wire.ChatCompletion:
-        parts: list[str] = []
-        last = self._first
         async with aclosing(self._all()) as chunks:
-            async for chunk in chunks:
-                parts.append(chunk.text)
-                last = chunk
+            async for _ in chunks:
+                pass
         return wire.ChatCompletion(
             id=self.id,
             created=self.created,
             model=self.model_uri,
             choices=[
                 wire.Choice(
-                    message=wire.AssistantMessage(content="".join(parts)),
-                    finish_reason=last.finish_reason or "stop",
+                    message=wire.AssistantMessage(content="".join(self._parts)),
+                    finish_reason=self._last.finish_reason or "stop",
                 )
             ],
-            usage=_usage(last),
+            usage=_usage(self._last),
         )
 
     async def chunks(
         self, *, include_usage: bool
     ) -> AsyncGenerator[wire.ChatCompletionChunk, None]:
         """OpenAI's chunk sequence: role, content deltas, finish reason, then usage if asked."""
-        yield self._chunk(wire.ChoiceDelta(role="assistant", content=""))
-        async with aclosing(self._all()) as chunks:
-            async for chunk in chunks:
-                if chunk.text:
-                    yield self._chunk(wire.ChoiceDelta(content=chunk.text))
-                if chunk.finish_reason is not None:
-                    yield self._chunk(wire.ChoiceDelta(), finish_reason=chunk.finish_reason)
-                    if include_usage:
-                        usage_chunk = self._chunk(None)
-                        usage_chunk.usage = _usage(chunk)
-                        yield usage_chunk
+        try:
+            yield self._chunk(wire.ChoiceDelta(role="assistant", content=""))
+            async with aclosing(self._all()) as chunks:
+                async for chunk in chunks:
+                    if chunk.text:
+                        yield self._chunk(wire.ChoiceDelta(content=chunk.text))
+                    if chunk.finish_reason is not None:
+                        yield self._chunk(wire.ChoiceDelta(), finish_reason=chunk.finish_reason)
+                        if include_usage:
+                            usage_chunk = self._chunk(None)
+                            usage_chunk.usage = _usage(chunk)
+                            yield usage_chunk
+        finally:
+            # Closed before the first event was consumed: _all never started.
+            await self.aclose()
 
     def _chunk(
         self, delta: wire.ChoiceDelta | None, finish_reason: str | None = None
@@ -137,6 +209,56 @@ class _Release:
             self._done = True
             if self._quotas is not None:
                 self._quotas.release(self._folder_id)
+
+
+@dataclass
+class _Timing:
+    """When a request was accepted and when its first chunk came."""
+
+    started_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    first_at: float | None = None
+
+    def finished(
+        self,
+        *,
+        target: _Target,
+        body: wire.ChatCompletionRequest,
+        principal: Principal,
+        context: RequestContext,
+        status: CompletionStatus,
+        usage: Usage | None = None,
+        text: str = "",
+        finish_reason: str | None = None,
+        error: str | None = None,
+    ) -> FinishedCompletion:
+        now = time.monotonic()
+        return FinishedCompletion(
+            context=context,
+            principal=principal,
+            folder_id=target.folder_id,
+            model_uri=target.model_uri,
+            model=target.model.deployment.name,
+            branch=target.model.branch,
+            request=body,
+            status=status,
+            usage=usage,
+            images=count_images(body),
+            started_at=self.started_at,
+            ttft_s=None if self.first_at is None else self.first_at - self.started,
+            duration_s=now - self.started,
+            text=text,
+            finish_reason=finish_reason,
+            error=error,
+        )
+
+
+def notify(observers: Sequence[CompletionObserver], completion: FinishedCompletion) -> None:
+    for observer in observers:
+        try:
+            observer.completion_finished(completion)
+        except Exception:
+            log.exception("%s failed on a finished completion", type(observer).__name__)
 
 
 @dataclass(frozen=True)
@@ -162,7 +284,9 @@ class ChatService:
         images: ImageIntake,
         quotas: FolderConcurrency,
         limits: ChatLimits,
+        observers: Sequence[CompletionObserver] = (),
     ) -> None:
+        self._observers = observers
         self._catalog = catalog
         self._engines = engines
         self._access = access
@@ -177,9 +301,10 @@ class ChatService:
         header_folder: str | None = None,
         *,
         priority: Priority = Priority.INTERACTIVE,
+        context: RequestContext | None = None,
     ) -> wire.ChatCompletion:
         """A whole completion: a non-streaming request, or a batch line."""
-        run = await self.start(principal, body, header_folder, priority=priority)
+        run = await self.start(principal, body, header_folder, priority=priority, context=context)
         return await run.collect()
 
     async def start(
@@ -189,12 +314,15 @@ class ChatService:
         header_folder: str | None,
         *,
         priority: Priority = Priority.INTERACTIVE,
+        context: RequestContext | None = None,
     ) -> ChatRun:
         """Check, decode and start a generation; returns once its first chunk is in hand.
 
         Interactive requests count against the folder's concurrency quota; batch lines have
         their own concurrency (the runner's) and queue behind interactive work in the engine.
         """
+        timing = _Timing()
+        context = context or RequestContext()
         if body.model_extra:
             log.info("ignoring unknown request fields: %s", ", ".join(sorted(body.model_extra)))
         target = await self._target(principal, body.model, header_folder)
@@ -210,18 +338,36 @@ class ChatService:
             stream = engine.generate(request)
             async with asyncio.timeout_at(deadline):
                 first = await anext(stream)
-        except TimeoutError:
+            timing.first_at = time.monotonic()
+        except BaseException as error:
             release()
-            raise _timeout() from None
-        except BaseException:
-            release()
+            status = _failed_status(error)
+            if status is not None:
+                notify(
+                    self._observers,
+                    timing.finished(
+                        target=target,
+                        body=body,
+                        principal=principal,
+                        context=context,
+                        status=status,
+                        error=str(error),
+                    ),
+                )
+            if isinstance(error, TimeoutError):
+                raise _timeout() from None
             raise
         return ChatRun(
-            model_uri=target.model_uri,
+            target=target,
+            body=body,
+            principal=principal,
+            context=context,
             first=first,
             rest=stream,
             release=release,
             deadline=deadline,
+            timing=timing,
+            observers=self._observers,
         )
 
     async def tokenize(
@@ -334,6 +480,29 @@ class ChatService:
         return tuple(result)
 
 
+def _failed_status(error: BaseException) -> CompletionStatus | None:
+    """How a start that failed after the request was accepted is reported; None for refusals
+    (a client's error, a quota), which are not completions."""
+    if isinstance(error, TimeoutError | GenerationTimeoutError):
+        return CompletionStatus.TIMEOUT
+    if isinstance(error, asyncio.CancelledError):
+        return CompletionStatus.CANCELLED
+    if isinstance(error, FoveaError) and error.status_code < 500:
+        return None
+    if isinstance(error, Exception):
+        return CompletionStatus.ERROR
+    return None
+
+
+def count_images(body: wire.ChatCompletionRequest) -> int:
+    return sum(
+        isinstance(part, wire.ImageContentPart)
+        for message in body.messages
+        if isinstance(message.content, list)
+        for part in message.content
+    )
+
+
 def _min_side(capabilities: Capabilities, detail: str) -> int | None:
     """Pixels the engine needs on each side: decoding more would be thrown away."""
     size = capabilities.high_detail_min_side if detail == "high" else capabilities.image_size
@@ -391,12 +560,7 @@ def _check_capabilities(
             f"Model {name} does not support tools; remove 'tools' or set tool_choice to 'none'",
             param="tools",
         )
-    n_images = sum(
-        isinstance(part, wire.ImageContentPart)
-        for message in body.messages
-        if isinstance(message.content, list)
-        for part in message.content
-    )
+    n_images = count_images(body)
     if n_images and not capabilities.vision:
         raise InvalidRequestError(f"Model {name} does not accept images", param="messages")
     check_image_count(

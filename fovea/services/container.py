@@ -19,6 +19,7 @@ from fovea.services.batch_store import BatchStore
 from fovea.services.batches import BatchService
 from fovea.services.catalog import Catalog
 from fovea.services.chat import ChatLimits, ChatService
+from fovea.services.chat_events import CompletionObserver
 from fovea.services.datasets.service import DatasetService
 from fovea.services.datasets.signing import UrlSigner, load_or_create_key
 from fovea.services.files import FileService
@@ -86,6 +87,8 @@ def build_services(
     engines = EngineRegistry(factory)
     access = AccessControl(IamService(database), cache_ttl_s=settings.auth_cache_ttl_s)
     fetcher = ImageFetcher(FetchPolicy.from_settings(settings))
+    # Told of every finished completion (usage, rate limits, metrics, the request log).
+    observers: list[CompletionObserver] = []
     chat = ChatService(
         catalog=catalog,
         engines=engines,
@@ -98,6 +101,7 @@ def build_services(
             model_load_wait_s=settings.model_load_wait_s,
             generation_timeout_s=settings.generation_timeout_s,
         ),
+        observers=observers,
     )
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())

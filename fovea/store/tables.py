@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -252,3 +253,75 @@ class OperationRecord(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     modified_at: Mapped[datetime]
+
+
+class UsageRecord(Base):
+    """One chat completion's usage (an interactive request or a batch line), written in
+    batches off the request's path. No foreign keys: a record outlives the key it names."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_folder_id_created_at", "folder_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)  # when the completion ended
+    request_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    folder_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    service_account_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    model_uri: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    branch: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    image_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int] = mapped_column(Integer)
+    images: Mapped[int] = mapped_column(Integer)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    # ok | error | cancelled | timeout
+    status: Mapped[str] = mapped_column(String(16))
+    batch_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class QuotaRecord(Base):
+    """Limits an operator set for a folder (``key_id`` empty) or for one key of it; a limit
+    left NULL is not enforced at that level."""
+
+    __tablename__ = "quotas"
+
+    folder_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    concurrent: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
+class AuditRecord(Base):
+    """One change to IAM: who made it (a key, or ``cli`` on the box), what, when."""
+
+    __tablename__ = "iam_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # a key id, or "cli"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "apiKey.create"
+    folder_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    target_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RequestLogRecord(Base):
+    """A stored request and its response (the operator's debugging log, off by default).
+    Images are kept as hashes and sizes, never pixels."""
+
+    __tablename__ = "request_log"
+
+    request_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    folder_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    model_uri: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
