@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from fovea import __version__
-from fovea.api import batches, chat, datasets, files, health, models
+from fovea.api import batches, chat, datasets, files, health, iam, metrics, models, usage
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
 from fovea.engine.factory import create_engine
+from fovea.observability.access import AccessMiddleware
 from fovea.services.container import EngineFactory, build_services
 from fovea.settings import Settings, load_catalog
 
@@ -57,8 +58,15 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
     )
     install_error_handlers(app)
     app.router.routes.append(chat.route)  # before chat.router's declaration of the same path
-    routers = (chat.router, models.router, files.router, batches.router, datasets.router)
-    for router in (*routers, health.router):
+    routers = (
+        chat.router,
+        models.router,
+        files.router,
+        batches.router,
+        datasets.router,
+        usage.router,
+    )
+    for router in (*routers, iam.router, health.router, metrics.router):
         app.include_router(router)
     budget = ByteBudget(settings.max_inflight_request_bytes, settings.admission_wait_s)
     app.state.request_budget = budget
@@ -69,4 +77,5 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, budget=budget, uploads=uploads
     )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware)  # outermost: it times and logs every response
     return app

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     signed_url_ttl_s: int = Field(default=3600, ge=1)
     database_url: str | None = None
     log_level: str = "info"
+    # Prometheus metrics at GET /metrics; off only to measure their cost.
+    metrics_enabled: bool = True
+    # When set, GET /metrics asks for it as "Authorization: Bearer <token>"; unset, it is open.
+    metrics_token: SecretStr | None = None
+    # The request log (debugging): request and response bodies kept in the database this many
+    # days, images as hashes and sizes. A request sent with x-data-logging-enabled: false is
+    # never kept. FOVEA_REQUEST_LOG takes on/off, true/false, yes/no or 1/0.
+    request_log: bool = False
+    request_log_retention_days: float = Field(default=7.0, gt=0)
 
     max_request_bytes: int = 64 * 1024 * 1024
     # File uploads (POST /v1/files) stream to disk and bypass max_request_bytes; this caps
@@ -91,6 +100,8 @@ class Settings(BaseSettings):
     # Batch lines in flight at once (queued in the engine behind interactive requests): enough
     # to fill every slot of a llama.cpp deployment (parallel) or several upstream replicas.
     batch_concurrency: int = Field(default=8, ge=1)
+    # One usage record per finished completion (``fovea usage``); off only to measure its cost.
+    usage_records: bool = True
     model_load_wait_s: float = 30.0
     generation_timeout_s: float = 600.0
     preload_models: bool = True

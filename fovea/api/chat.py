@@ -41,17 +41,19 @@ async def create_chat_completion(request: Request) -> Response:
     principal = await principal_of(request)
     header_folder = header_folder_of(request)
     body = parse_body(ChatCompletionRequest, await request.body())
+    request.scope.setdefault("state", {})["model"] = body.model  # for the access log
     context = request_context(request)
     # A client that leaves while its prompt is processed or its answer generated stops the work.
     try:
-        if not body.stream:
-            completion = await cancel_on_disconnect(
-                request, services.chat.complete(principal, body, header_folder, context=context)
-            )
-            return json_response(completion)
         run = await cancel_on_disconnect(
             request, services.chat.start(principal, body, header_folder, context=context)
         )
+        if not body.stream:
+            try:
+                completion = await cancel_on_disconnect(request, run.collect())
+            finally:
+                await run.aclose()  # a no-op unless the collect was cancelled before it began
+            return json_response(completion, headers=run.headers)
     except ClientDisconnected:
         return Response(status_code=499)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -59,7 +61,7 @@ async def create_chat_completion(request: Request) -> Response:
         run,
         sse_events(run.chunks(include_usage=include_usage)),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **run.headers},
     )
 
 

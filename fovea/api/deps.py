@@ -50,9 +50,12 @@ async def get_principal(
 
 
 async def principal_of(request: Request) -> Principal:
-    """The caller, from its ``Authorization`` header."""
+    """The caller, from its ``Authorization`` header (kept in the scope for the access log)."""
     authorization = request.headers.get("authorization")
-    return await services_of(request).access.authenticate(api_key_from_authorization(authorization))
+    key = api_key_from_authorization(authorization)
+    principal = await services_of(request).access.authenticate(key)
+    request.scope.setdefault("state", {})["principal"] = principal
+    return principal
 
 
 async def get_header_folder(request: Request) -> str | None:

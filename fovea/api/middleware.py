@@ -1,8 +1,8 @@
-"""ASGI middleware: request ids on every response, and the request body size limits."""
+"""ASGI middleware: request ids on every response, and the request body size limits (the access
+log and request metrics: ``fovea.observability.access``)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,8 +12,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import error_response
 from fovea.errors import FoveaError, PayloadTooLargeError, RateLimitError
-
-log = logging.getLogger("fovea.access")
 
 
 class RequestIdMiddleware:
@@ -28,7 +26,6 @@ class RequestIdMiddleware:
             return
         request_id = uuid.uuid4().hex
         trace_id = uuid.uuid4().hex
-        client_id = _header(scope, b"x-client-request-id")
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_ids(message: Message) -> None:
@@ -37,14 +34,6 @@ class RequestIdMiddleware:
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.append((b"x-server-trace-id", trace_id.encode()))
                 message["headers"] = headers
-                log.info(
-                    "%s %s -> %s request_id=%s client_request_id=%s",
-                    scope["method"],
-                    scope["path"],
-                    message["status"],
-                    request_id,
-                    client_id,
-                )
             await send(message)
 
         await self.app(scope, receive, send_with_ids)

@@ -1,8 +1,9 @@
 """``fovea iam``: folders, service accounts, roles and API keys from the command line.
 
 Every command opens the database named by ``Settings`` (``FOVEA_HOME``, ``FOVEA_DATABASE_URL``),
-upgrades its schema and calls ``IamService``. A ``FoveaError`` becomes one line on stderr and
-exit status 1.
+upgrades its schema and calls ``IamService``: it works with no server running. Its changes are
+in the audit log (``fovea iam audit``) as made by ``cli``. A ``FoveaError`` becomes one line on
+stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from fovea.iam import ApiKeyInfo, CreatedKey, IamService
 from fovea.iam.apikeys import DEFAULT_SCOPES
 from fovea.settings import Settings
 from fovea.store import Database
+from fovea.store.audit import MAX_PAGE, AuditEntry
 
-iam_app = typer.Typer(help="Folders, service accounts, roles and API keys.", no_args_is_help=True)
+iam_app = typer.Typer(
+    help="Folders, service accounts, roles, API keys and the audit log.", no_args_is_help=True
+)
 folder_app = typer.Typer(help="Folders: the unit of isolation.", no_args_is_help=True)
 sa_app = typer.Typer(help="Service accounts: who API keys act as.", no_args_is_help=True)
 role_app = typer.Typer(help="Roles bound on folders to service accounts.", no_args_is_help=True)
@@ -205,12 +209,23 @@ def key_revoke(key_id: str) -> None:
 @iam_app.command("bootstrap")
 def bootstrap(
     folder: Annotated[str, typer.Option("--folder", help="Folder name.")] = "default",
-    sa: Annotated[str, typer.Option("--sa", help="Service account name.")] = "default",
+    sa: Annotated[
+        str | None,
+        typer.Option("--sa", help="Service account name. [default: default, or admin]"),
+    ] = None,
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="An administrator instead: system.admin and a key for the IAM API only.",
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Create (or reuse) a folder and service account with chat access, and issue a new key."""
+    account_name = sa or ("admin" if admin else "default")
     with _iam() as iam:
-        created_folder, account, created = iam.bootstrap(folder, sa)
+        created_folder, account, created = iam.bootstrap(folder, account_name, admin=admin)
     if as_json:
         payload = {
             "folder_id": created_folder.id,
@@ -220,9 +235,54 @@ def bootstrap(
         typer.echo(json.dumps(payload, indent=2))
         return
     typer.echo(f"Folder:          {created_folder.name} ({created_folder.id})")
-    typer.echo(f"Service account: {account.name} ({account.id}), role ai.languageModels.user")
+    role = "system.admin" if admin else "ai.languageModels.user"
+    typer.echo(f"Service account: {account.name} ({account.id}), role {role}")
     typer.echo(f"API key:         {created.secret}")
     typer.echo(SECRET_WARNING, err=True)
+
+
+# -- audit log ---------------------------------------------------------------------------
+
+
+@iam_app.command("audit")
+def audit(
+    folder: OptionalFolderRef = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="ISO 8601 time (UTC when no offset), or an age: 24h, 7d."),
+    ] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action, e.g. apiKey.revoke.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_PAGE, help="Show the latest N changes.")
+    ] = 100,
+    as_json: AsJson = False,
+) -> None:
+    """Print the IAM audit log, oldest first: who (a key id, or cli) changed what, and when."""
+    start = None if since is None else _since(since)
+    with _iam() as iam:
+        entries = iam.audit_log(folder=folder, action=action, since=start, limit=limit, latest=True)
+    if as_json:
+        typer.echo(_json([dataclasses.asdict(entry) for entry in entries]))
+        return
+    # One line each, nothing cut: too many ids for a table, and a log is read with grep.
+    for entry in entries:
+        typer.echo(_audit_line(entry))
+
+
+def _audit_line(entry: AuditEntry) -> str:
+    details = json.dumps(entry.details, separators=(",", ":"))
+    return (
+        f"{entry.created_at.strftime('%Y-%m-%d %H:%M:%S')}Z  {entry.actor}  {entry.action}  "
+        f"folder={entry.folder_id or '-'}  target={entry.target_id or '-'}  {details}"
+    )
+
+
+def _since(text: str) -> datetime:
+    if _DURATION_PATTERN.fullmatch(text.strip()):
+        return datetime.now(UTC) - _parse_duration(text)
+    return _parse_time(text, "--since")
 
 
 # -- output ------------------------------------------------------------------------------
@@ -311,12 +371,12 @@ def _parse_duration(text: str) -> timedelta:
     return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
 
 
-def _parse_time(text: str) -> datetime:
+def _parse_time(text: str, option: str = "--expires-at") -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is not an ISO 8601 time such as 2030-01-31T12:00:00Z",
-            param_hint="--expires-at",
+            param_hint=option,
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -28,6 +28,9 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from fovea.observability.access import configure_access_log
+
+    configure_access_log()  # one bare JSON object a line
     try:
         catalog = load_catalog(settings)
         settings.grpc_tls()

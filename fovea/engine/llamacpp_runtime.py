@@ -20,6 +20,7 @@ import llama_cpp
 import llama_cpp._internals as internals
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
+from llama_cpp._logger import set_verbose as set_llama_verbose
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from fovea.engine.base import require_text
@@ -87,6 +88,9 @@ class LlamaModel:
         self.n_threads = config.n_threads or os.cpu_count() or 1
         self.n_batch = config.n_batch
         self.parallel = config.parallel
+        # llama.cpp's and libmtmd's own log, errors only: its filter passes every level until
+        # one is set, and libmtmd's debug lines print each prompt ("add_text: ...").
+        set_llama_verbose(False)
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = config.n_gpu_layers
         # Repacked weights make a token's arithmetic depend on how many tokens share its

@@ -379,6 +379,7 @@ class SlotScheduler:
         span = window[-1][0] - window[0][0] if len(window) > 1 else 0.0
         counted = sum(n for _, n in window) - (window[0][1] if window else 0)
         self._stats.tokens_per_s = counted / span if span > 0 else 0.0
+        self._stats.queued = len(self._waiting)
         self._stats.slots = tuple(
             SlotInfo(
                 id=slot.seq,

@@ -150,6 +150,7 @@ class EngineStats:
     image_cache_entries: int = 0
     # Generated tokens a second, over the last ten seconds; the slots of an in-process model.
     tokens_per_s: float = 0.0
+    queued: int = 0  # accepted requests waiting for a free slot
     slots: tuple[SlotInfo, ...] = ()
 
 

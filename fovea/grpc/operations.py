@@ -23,6 +23,7 @@ from fovea.grpc.calls import caller, set_timestamps, unary
 from fovea.grpc.status import code_for
 from fovea.grpc.text_generation import chat_request, completion_response
 from fovea.protocol.chat import ChatCompletion
+from fovea.services.chat_events import data_logging_enabled
 from fovea.services.container import Services
 from fovea.services.operations import OperationView
 from fovea.store.operations import OperationInfo, OperationKind
@@ -59,7 +60,11 @@ class TextGenerationAsync(generation_grpc.TextGenerationAsyncServiceServicer):
     ) -> operation_pb2.Operation:
         principal = await caller(self._services.access, context)
         body = chat_request(request).model_copy(update={"stream": False})
-        started = await self._services.operations.start_completion(principal, body)
+        metadata = dict(context.invocation_metadata() or ())
+        data_logging = data_logging_enabled(metadata.get("x-data-logging-enabled"))
+        started = await self._services.operations.start_completion(
+            principal, body, data_logging=data_logging
+        )
         return pending(started)
 
 

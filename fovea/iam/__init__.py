@@ -5,15 +5,12 @@ raises only ``fovea.errors``. Nothing here imports FastAPI.
 """
 
 from fovea.iam.apikeys import GENERATION_SCOPES, Scope, api_key_from_authorization
+from fovea.iam.checks import EXPIRED_KEY_MESSAGE, MISSING_KEY_MESSAGE, UNKNOWN_KEY_MESSAGE
 from fovea.iam.roles import Permission, Role
-from fovea.iam.service import (
-    EXPIRED_KEY_MESSAGE,
-    MISSING_KEY_MESSAGE,
-    UNKNOWN_KEY_MESSAGE,
-    IamService,
-)
+from fovea.iam.service import IamService
 from fovea.iam.types import (
     ApiKeyInfo,
+    BindingChange,
     CreatedKey,
     Folder,
     Principal,
@@ -27,6 +24,7 @@ __all__ = [
     "MISSING_KEY_MESSAGE",
     "UNKNOWN_KEY_MESSAGE",
     "ApiKeyInfo",
+    "BindingChange",
     "CreatedKey",
     "Folder",
     "IamService",

@@ -32,11 +32,14 @@ class Scope(StrEnum):
 
     FOUNDATION_MODELS_EXECUTE = "yc.ai.foundationModels.execute"
     LANGUAGE_MODELS_EXECUTE = "yc.ai.languageModels.execute"
+    # Fovea's own: the IAM API (folders, service accounts, roles, keys, the audit log).
+    IAM_MANAGE = "yc.iam.manage"
 
 
 GENERATION_SCOPES: frozenset[str] = frozenset(
     {Scope.FOUNDATION_MODELS_EXECUTE.value, Scope.LANGUAGE_MODELS_EXECUTE.value}
 )
+IAM_SCOPES: frozenset[str] = frozenset({Scope.IAM_MANAGE.value})
 DEFAULT_SCOPES: tuple[str, ...] = (Scope.FOUNDATION_MODELS_EXECUTE.value,)
 
 

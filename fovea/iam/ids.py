@@ -9,6 +9,7 @@ import string
 FOLDER_PREFIX = "b1g"
 SERVICE_ACCOUNT_PREFIX = "aje"
 API_KEY_PREFIX = "aje"
+OPERATION_PREFIX = "iop"
 
 _ALPHABET = string.ascii_lowercase + string.digits
 _BODY_LENGTH = 17
@@ -25,6 +26,10 @@ def new_service_account_id() -> str:
 
 def new_api_key_id() -> str:
     return _new_id(API_KEY_PREFIX)
+
+
+def new_operation_id() -> str:
+    return _new_id(OPERATION_PREFIX)
 
 
 def is_resource_id(value: str) -> bool:

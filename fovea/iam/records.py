@@ -30,6 +30,15 @@ def keys_with_folder() -> Select[ApiKeyRecord, str]:
     )
 
 
+def require_key(session: Session, key_id: str) -> tuple[ApiKeyRecord, str]:
+    """A key and its folder's id."""
+    row = session.execute(keys_with_folder().where(ApiKeyRecord.id == key_id)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"API key {key_id!r} not found")
+    key, folder_id = row
+    return key, folder_id
+
+
 def find_folder(session: Session, ref: str) -> FolderRecord | None:
     found = session.get(FolderRecord, ref)
     if found is None:

@@ -1,6 +1,8 @@
 """Roles, the permissions they grant and how they include one another.
 
-``ai.admin`` ⊇ ``ai.editor`` ⊇ {``ai.viewer``, ``ai.languageModels.user``}.
+``ai.admin`` ⊇ ``ai.editor`` ⊇ {``ai.viewer``, ``ai.languageModels.user``}. ``system.admin`` is
+apart: bound on its service account's own folder, it lets that account create folders and act as
+``ai.admin`` on every folder through the IAM API (``fovea.services.iam``), and grants nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ class Role(StrEnum):
     VIEWER = "ai.viewer"
     EDITOR = "ai.editor"
     ADMIN = "ai.admin"
+    SYSTEM_ADMIN = "system.admin"
 
 
 class Permission(Enum):
@@ -26,7 +29,9 @@ class Permission(Enum):
     BATCHES_WRITE = "creating and cancelling batches"
     FILES_READ = "reading files"
     FILES_WRITE = "uploading and deleting files"
+    USAGE_READ = "reading usage"
     IAM_ADMIN = "managing keys and roles"
+    SYSTEM_ADMIN = "creating folders and administering every folder"
 
 
 _INCLUDED_ROLES: dict[Role, frozenset[Role]] = {
@@ -34,15 +39,22 @@ _INCLUDED_ROLES: dict[Role, frozenset[Role]] = {
     Role.VIEWER: frozenset(),
     Role.EDITOR: frozenset({Role.VIEWER, Role.LANGUAGE_MODELS_USER}),
     Role.ADMIN: frozenset({Role.EDITOR}),
+    Role.SYSTEM_ADMIN: frozenset(),
 }
 
 _OWN_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.LANGUAGE_MODELS_USER: frozenset({Permission.MODELS_USE, Permission.MODELS_READ}),
     Role.VIEWER: frozenset(
-        {Permission.MODELS_READ, Permission.BATCHES_READ, Permission.FILES_READ}
+        {
+            Permission.MODELS_READ,
+            Permission.BATCHES_READ,
+            Permission.FILES_READ,
+            Permission.USAGE_READ,
+        }
     ),
     Role.EDITOR: frozenset({Permission.BATCHES_WRITE, Permission.FILES_WRITE}),
     Role.ADMIN: frozenset({Permission.IAM_ADMIN}),
+    Role.SYSTEM_ADMIN: frozenset({Permission.SYSTEM_ADMIN}),
 }
 
 

@@ -1,14 +1,15 @@
 """``IamService``: authenticates API keys, authorizes actions and manages IAM resources.
 
-Folders and service accounts can be named by id or by name. Database errors are translated
-here into ``fovea.errors``; callers see only the dataclasses of ``fovea.iam.types``.
+Folders and service accounts can be named by id or by name. Every change is written to the
+audit log in the transaction that makes it, with its ``actor``: the key id of the HTTP caller,
+or ``cli``. Database errors are translated here into ``fovea.errors``; callers see only the
+dataclasses of ``fovea.iam.types`` and ``fovea.store.audit``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -16,25 +17,23 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from fovea.errors import (
-    AuthenticationError,
-    FoveaError,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-)
+from fovea.errors import AuthenticationError, FoveaError, InvalidRequestError
 from fovea.iam import records
-from fovea.iam.apikeys import (
-    DEFAULT_SCOPES,
-    Scope,
-    parse_api_key,
-    secret_matches,
-    validate_scopes,
+from fovea.iam.apikeys import DEFAULT_SCOPES, Scope, validate_scopes
+from fovea.iam.changes import ChangeSet
+from fovea.iam.checks import (
+    UNKNOWN_KEY_MESSAGE,
+    as_utc,
+    check_credentials,
+    check_description,
+    check_name,
+    check_permission,
+    split_api_key,
 )
-from fovea.iam.ids import is_resource_id
-from fovea.iam.roles import Permission, Role, parse_role, permissions_of, roles_allowing
+from fovea.iam.roles import Permission, Role, parse_role
 from fovea.iam.types import (
     ApiKeyInfo,
+    BindingChange,
     CreatedKey,
     Folder,
     KeyCredentials,
@@ -42,20 +41,18 @@ from fovea.iam.types import (
     RoleBinding,
     ServiceAccount,
 )
+from fovea.store.audit import CLI_ACTOR, MAX_PAGE, AuditAction, AuditEntry, AuditFilter, AuditStore
 from fovea.store.database import Database
-from fovea.store.tables import ApiKeyRecord, FolderRecord, RoleBindingRecord, ServiceAccountRecord
+from fovea.store.tables import (
+    ApiKeyRecord,
+    FolderRecord,
+    RoleBindingRecord,
+    ServiceAccountRecord,
+)
 
 logger = logging.getLogger(__name__)
 
-MISSING_KEY_MESSAGE = (
-    "Missing API key: send 'Authorization: Bearer <key>' or 'Authorization: Api-Key <key>'"
-)
-UNKNOWN_KEY_MESSAGE = "Unknown api key"
-EXPIRED_KEY_MESSAGE = "The apikey has expired"
-
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-MAX_DESCRIPTION_LENGTH = 256
-_NAME_PATTERN = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 Clock = Callable[[], datetime]
 
@@ -70,6 +67,7 @@ class IamService:
     def __init__(self, database: Database, *, clock: Clock = utcnow) -> None:
         self._database = database
         self._clock = clock
+        self._audit = AuditStore(database)
 
     def now(self) -> datetime:
         return self._clock()
@@ -140,11 +138,11 @@ class IamService:
 
     # -- folders and service accounts ----------------------------------------------------
 
-    def create_folder(self, name: str, description: str = "") -> Folder:
-        _check_name("folder", name)
-        _check_description(description)
-        with self._transaction() as session:
-            record = records.insert_folder(session, name, description, self._clock())
+    def create_folder(self, name: str, description: str = "", *, actor: str = CLI_ACTOR) -> Folder:
+        check_name("folder", name)
+        check_description(description)
+        with self._changes(actor) as changes:
+            record = changes.create_folder(name, description)
         return records.to_folder(record)
 
     def list_folders(self) -> list[Folder]:
@@ -157,15 +155,13 @@ class IamService:
             return records.to_folder(records.require_folder(session, id_or_name))
 
     def create_service_account(
-        self, folder: str, name: str, description: str = ""
+        self, folder: str, name: str, description: str = "", *, actor: str = CLI_ACTOR
     ) -> ServiceAccount:
-        _check_name("service account", name)
-        _check_description(description)
-        with self._transaction() as session:
-            folder_id = records.require_folder(session, folder).id
-            record = records.insert_service_account(
-                session, folder_id, name, description, self._clock()
-            )
+        check_name("service account", name)
+        check_description(description)
+        with self._changes(actor) as changes:
+            folder_id = records.require_folder(changes.session, folder).id
+            record = changes.create_service_account(folder_id, name, description)
         return records.to_service_account(record)
 
     def list_service_accounts(self, folder: str | None = None) -> list[ServiceAccount]:
@@ -187,27 +183,42 @@ class IamService:
 
     # -- roles ---------------------------------------------------------------------------
 
-    def grant_role(self, folder: str, service_account: str, role: str) -> RoleBinding:
+    def grant_role(
+        self, folder: str, service_account: str, role: str, *, actor: str = CLI_ACTOR
+    ) -> RoleBinding:
         """Bind ``role`` on ``folder``; granting a role already held changes nothing."""
         checked = parse_role(role)
-        with self._transaction() as session:
-            folder_id = records.require_folder(session, folder).id
-            account = records.require_service_account(session, service_account, folder_id)
-            record = records.ensure_binding(session, folder_id, account.id, checked, self._clock())
+        with self._changes(actor) as changes:
+            folder_id = records.require_folder(changes.session, folder).id
+            account = records.require_service_account(changes.session, service_account, folder_id)
+            record = changes.bind(folder_id, account.id, checked)
         return records.to_binding(record)
 
-    def revoke_role(self, folder: str, service_account: str, role: str) -> None:
+    def revoke_role(
+        self, folder: str, service_account: str, role: str, *, actor: str = CLI_ACTOR
+    ) -> None:
         checked = parse_role(role)
-        with self._transaction() as session:
-            folder_id = records.require_folder(session, folder).id
-            account = records.require_service_account(session, service_account, folder_id)
-            record = session.get(RoleBindingRecord, (folder_id, account.id, checked.value))
-            if record is None:
-                raise NotFoundError(
-                    f"Service account {account.id} has no role {checked.value} "
-                    f"on folder {folder_id}"
+        with self._changes(actor) as changes:
+            folder_id = records.require_folder(changes.session, folder).id
+            account = records.require_service_account(changes.session, service_account, folder_id)
+            changes.unbind(folder_id, account.id, checked)
+
+    def update_bindings(
+        self, folder: str, changes: Sequence[BindingChange], *, actor: str = CLI_ACTOR
+    ) -> None:
+        """Make every change or none: adding a role held or removing one not held as in
+        ``grant_role`` and ``revoke_role``."""
+        checked = [(change, parse_role(change.role)) for change in changes]
+        with self._changes(actor) as change_set:
+            folder_id = records.require_folder(change_set.session, folder).id
+            for change, role in checked:
+                account = records.require_service_account(
+                    change_set.session, change.service_account, folder_id
                 )
-            session.delete(record)
+                if change.add:
+                    change_set.bind(folder_id, account.id, role)
+                else:
+                    change_set.unbind(folder_id, account.id, role)
 
     def list_roles(
         self, folder: str | None = None, service_account: str | None = None
@@ -237,24 +248,29 @@ class IamService:
         scopes: Iterable[str] = DEFAULT_SCOPES,
         expires_at: datetime | None = None,
         description: str = "",
+        actor: str = CLI_ACTOR,
     ) -> CreatedKey:
         """A new key; its secret is in the result and nowhere else. Naive times are UTC."""
         checked_scopes = validate_scopes(scopes)
-        _check_description(description)
+        check_description(description)
         now = self._clock()
         if expires_at is not None:
-            expires_at = _as_utc(expires_at)
+            expires_at = as_utc(expires_at)
             if expires_at <= now:
                 raise InvalidRequestError(
                     "The expiry time must be in the future", param="expires_at"
                 )
-        with self._transaction() as session:
+        with self._changes(actor) as changes:
+            session = changes.session
             account = records.require_service_account(
                 session, service_account, records.folder_id_or_none(session, folder)
             )
-            return records.insert_key(
-                session, account, checked_scopes, expires_at, description, now
-            )
+            return changes.create_key(account, checked_scopes, expires_at, description)
+
+    def get_key(self, key_id: str) -> ApiKeyInfo:
+        with self._transaction() as session:
+            key, folder_id = records.require_key(session, key_id)
+            return records.to_key_info(key, folder_id)
 
     def list_keys(
         self, service_account: str | None = None, folder: str | None = None
@@ -270,44 +286,84 @@ class IamService:
             rows = session.execute(query).all()
         return [records.to_key_info(key, key_folder_id) for key, key_folder_id in rows]
 
-    def revoke_key(self, key_id: str) -> ApiKeyInfo:
+    def revoke_key(self, key_id: str, *, actor: str = CLI_ACTOR) -> ApiKeyInfo:
         """Revoke a key for good; revoking it again changes nothing."""
-        with self._transaction() as session:
-            row = session.execute(
-                records.keys_with_folder().where(ApiKeyRecord.id == key_id)
-            ).one_or_none()
-            if row is None:
-                raise NotFoundError(f"API key {key_id!r} not found")
-            key, folder_id = row
-            if key.revoked_at is None:
-                key.revoked_at = self._clock()
+        with self._changes(actor) as changes:
+            key, folder_id = records.require_key(changes.session, key_id)
+            changes.revoke_key(key, folder_id)
         return records.to_key_info(key, folder_id)
 
     def bootstrap(
-        self, folder_name: str = "default", service_account_name: str = "default"
+        self,
+        folder_name: str = "default",
+        service_account_name: str = "default",
+        *,
+        admin: bool = False,
+        actor: str = CLI_ACTOR,
     ) -> tuple[Folder, ServiceAccount, CreatedKey]:
         """Reuse or create the folder and service account, then issue a new key.
 
         The account gets ``ai.languageModels.user`` on the folder and the key the scope
-        ``yc.ai.foundationModels.execute``: enough for chat, nothing more.
+        ``yc.ai.foundationModels.execute``: enough for chat, nothing more. With ``admin``,
+        ``system.admin`` and the scope ``yc.iam.manage`` instead: the IAM API, nothing more.
         """
-        _check_name("folder", folder_name)
-        _check_name("service account", service_account_name)
-        now = self._clock()
-        with self._transaction() as session:
-            folder = records.find_folder(session, folder_name) or records.insert_folder(
-                session, folder_name, "", now
+        check_name("folder", folder_name)
+        check_name("service account", service_account_name)
+        role, scope = (
+            (Role.SYSTEM_ADMIN, Scope.IAM_MANAGE)
+            if admin
+            else (Role.LANGUAGE_MODELS_USER, Scope.FOUNDATION_MODELS_EXECUTE)
+        )
+        with self._changes(actor) as changes:
+            session = changes.session
+            folder = records.find_folder(session, folder_name) or changes.create_folder(
+                folder_name, ""
             )
             account = records.find_service_account(
                 session, service_account_name, folder.id
-            ) or records.insert_service_account(session, folder.id, service_account_name, "", now)
-            records.ensure_binding(session, folder.id, account.id, Role.LANGUAGE_MODELS_USER, now)
-            created = records.insert_key(
-                session, account, (Scope.FOUNDATION_MODELS_EXECUTE.value,), None, "", now
-            )
+            ) or changes.create_service_account(folder.id, service_account_name, "")
+            changes.bind(folder.id, account.id, role)
+            created = changes.create_key(account, (scope.value,), None, "")
         return records.to_folder(folder), records.to_service_account(account), created
 
+    # -- audit log -----------------------------------------------------------------------
+
+    def audit_log(
+        self,
+        *,
+        folder: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        after_id: int | None = None,
+        limit: int = MAX_PAGE,
+        latest: bool = False,
+    ) -> list[AuditEntry]:
+        """Changes, oldest first; ``folder`` an id or a name, ``since`` inclusive; with
+        ``latest``, the last ``limit`` changes rather than the first."""
+        if action is not None and action not in set(AuditAction):
+            valid = ", ".join(AuditAction)
+            raise InvalidRequestError(
+                f"Unknown audit action {action!r}; valid actions: {valid}", param="action"
+            )
+        with self._transaction() as session:
+            folder_id = records.folder_id_or_none(session, folder)
+        where = AuditFilter(
+            folder_id=folder_id,
+            action=action,
+            since=None if since is None else as_utc(since),
+            after_id=after_id,
+            limit=limit,
+            latest=latest,
+        )
+        return self._audit.list(where)
+
     # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _changes(self, actor: str) -> Iterator[ChangeSet]:
+        """A transaction whose writes are each recorded in the audit log, as ``actor``."""
+        with self._transaction() as session:
+            yield ChangeSet(session, self._audit, actor, self._clock())
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -340,68 +396,3 @@ class IamService:
         except SQLAlchemyError:
             # Bookkeeping only: a busy database must not fail the request.
             logger.warning("could not record the use of API key %s", key_id, exc_info=True)
-
-
-def split_api_key(api_key: str | None) -> tuple[str, str]:
-    """``(key id, secret)`` of a presented key; ``AuthenticationError`` if missing or malformed."""
-    if not api_key:
-        raise AuthenticationError(MISSING_KEY_MESSAGE)
-    parsed = parse_api_key(api_key)
-    if parsed is None:
-        raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
-    return parsed.key_id, parsed.secret
-
-
-def check_credentials(
-    credentials: KeyCredentials,
-    secret: str,
-    now: datetime,
-    scope_needed: frozenset[str] | None = None,
-) -> Principal:
-    """The key's principal if ``secret`` is its secret and the key is live.
-
-    Raises ``AuthenticationError`` otherwise.
-    """
-    # The secret is checked first so that only its holder learns that a key has expired.
-    if not secret_matches(secret, credentials.secret_hash) or credentials.revoked:
-        raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
-    if credentials.expires_at is not None and credentials.expires_at <= now:
-        raise AuthenticationError(EXPIRED_KEY_MESSAGE)
-    principal = credentials.principal
-    if scope_needed is not None and not principal.scopes & scope_needed:
-        raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
-    return principal
-
-
-def check_permission(
-    roles: frozenset[str], principal: Principal, folder_id: str, permission: Permission
-) -> None:
-    """``PermissionDeniedError`` unless one of ``roles`` grants ``permission``."""
-    if any(permission in permissions_of(role) for role in roles):
-        return
-    allowed = ", ".join(role.value for role in roles_allowing(permission))
-    raise PermissionDeniedError(
-        f"Permission denied: service account {principal.service_account_id} has no role "
-        f"on folder {folder_id} that allows {permission.value} (any of: {allowed})"
-    )
-
-
-def _check_name(kind: str, name: str) -> None:
-    if _NAME_PATTERN.fullmatch(name) is None or is_resource_id(name):
-        raise InvalidRequestError(
-            f"Invalid {kind} name {name!r}: use 1-63 lowercase letters, digits and hyphens, "
-            "starting with a letter and not ending with a hyphen",
-            param="name",
-        )
-
-
-def _check_description(description: str) -> None:
-    if len(description) > MAX_DESCRIPTION_LENGTH:
-        raise InvalidRequestError(
-            f"The description is longer than {MAX_DESCRIPTION_LENGTH} characters",
-            param="description",
-        )
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -84,3 +84,12 @@ class CreatedKey:
 
     info: ApiKeyInfo
     secret: str
+
+
+@dataclass(frozen=True)
+class BindingChange:
+    """One change ``IamService.update_bindings`` makes: add or remove ``role`` for an account."""
+
+    add: bool
+    service_account: str  # id or name
+    role: str

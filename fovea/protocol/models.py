@@ -60,6 +60,7 @@ class EngineStatus(BaseModel):
     image_cache_bytes: int = 0
     image_cache_entries: int = 0
     tokens_per_s: float = 0.0
+    queued: int = 0
     # In-process models: what each sequence slot is doing.
     slots: list[SlotStatus] = []
     # Upstream deployments: each replica's state (empty for in-process models).

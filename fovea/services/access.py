@@ -4,7 +4,8 @@ Keys and role bindings are read from the database once and then kept in memory f
 ``cache_ttl_s`` seconds, so the hot path of a request does no database work and no thread hop.
 Every cached answer is checked again on each request (the secret's hash, revocation as last
 read, the expiry against the clock): an expired key fails at once; a revoked key or a changed
-role binding takes effect within ``cache_ttl_s``.
+role binding takes effect within ``cache_ttl_s`` (at once on this replica when the IAM API made
+the change: it calls ``forget_key`` and ``forget_roles``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from anyio import to_thread
 from cachetools import TTLCache
 
 from fovea.errors import AuthenticationError, FolderMismatchError
-from fovea.iam.roles import Permission
-from fovea.iam.service import (
+from fovea.iam.checks import (
     UNKNOWN_KEY_MESSAGE,
-    IamService,
     check_credentials,
     check_permission,
+    grants,
     split_api_key,
 )
+from fovea.iam.roles import Permission
+from fovea.iam.service import IamService
 from fovea.iam.types import KeyCredentials, Principal
 
 FOLDER_MISMATCH = "Specified folder ID does not match with service account"
@@ -107,9 +109,25 @@ class AccessControl:
             raise AuthenticationError(UNKNOWN_KEY_MESSAGE)
 
     async def require(self, principal: Principal, folder_id: str, permission: Permission) -> None:
-        binding = (principal.service_account_id, folder_id)
+        roles = await self._roles_on(principal.service_account_id, folder_id)
+        check_permission(roles, principal, folder_id, permission)
+
+    async def holds(self, principal: Principal, folder_id: str, permission: Permission) -> bool:
+        """Whether ``require`` would pass."""
+        return grants(await self._roles_on(principal.service_account_id, folder_id), permission)
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a cached key (just revoked here): its next use reads the database."""
+        self._keys.pop(key_id, None)
+
+    def forget_roles(self, service_account_id: str, folder_id: str) -> None:
+        """Drop an account's cached roles on a folder (just changed here)."""
+        self._roles.pop((service_account_id, folder_id), None)
+
+    async def _roles_on(self, service_account_id: str, folder_id: str) -> frozenset[str]:
+        binding = (service_account_id, folder_id)
         roles = self._roles.get(binding)
         if roles is None:
             roles = await to_thread.run_sync(self._iam.roles, *binding)
             self._roles[binding] = roles
-        check_permission(roles, principal, folder_id, permission)
+        return roles

@@ -268,6 +268,18 @@ class BatchStore:
             )
             return int(session.scalar(query) or 0)
 
+    def unfinished_lines(self) -> dict[str, int]:
+        """Lines of the batches not yet finished, by state (what /metrics shows): one GROUP BY
+        over the (batch_id, status) index, never the history of finished batches."""
+        with self._session() as session:
+            rows = session.execute(
+                select(BatchLineRecord.status, func.count())
+                .join(BatchRecord, BatchRecord.id == BatchLineRecord.batch_id)
+                .where(BatchRecord.status.in_(ACTIVE))
+                .group_by(BatchLineRecord.status)
+            ).all()
+        return {status: int(count) for status, count in rows}
+
     def transition(self, batch_id: str, status: str, **values: Any) -> None:
         stamp = f"{status}_at"
         if stamp in _INFO_FIELDS:

@@ -41,7 +41,7 @@ from fovea.services.chat_events import (
     RequestContext,
 )
 from fovea.services.images import ImageIntake, ImageRequest
-from fovea.services.quotas import FolderConcurrency
+from fovea.services.quotas import Admission, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ChatRun:
         context: RequestContext,
         first: GenerationChunk,
         rest: AsyncGenerator[GenerationChunk, None],
-        release: _Release,
+        admission: Admission,
         deadline: float,
         timing: _Timing,
         observers: Sequence[CompletionObserver],
@@ -83,7 +83,9 @@ class ChatRun:
         self._context = context
         self._first = first
         self._rest = rest
-        self._release = release
+        self._admission = admission
+        # OpenAI's x-ratelimit-* headers for the response.
+        self.headers = admission.headers
         self._deadline = deadline
         self._timing = timing
         self._observers = observers
@@ -132,7 +134,7 @@ class ChatRun:
         if self._closed:
             return
         self._closed = True
-        self._release()
+        self._admission.release()
         try:
             await self._rest.aclose()
         except Exception:
@@ -198,17 +200,6 @@ class ChatRun:
         return wire.ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model_uri, choices=choices
         )
-
-
-class _Release:
-    def __init__(self, quotas: FolderConcurrency | None, folder_id: str) -> None:
-        self._quotas, self._folder_id, self._done = quotas, folder_id, False
-
-    def __call__(self) -> None:
-        if not self._done:
-            self._done = True
-            if self._quotas is not None:
-                self._quotas.release(self._folder_id)
 
 
 @dataclass
@@ -282,7 +273,7 @@ class ChatService:
         engines: EngineRegistry,
         access: AccessControl,
         images: ImageIntake,
-        quotas: FolderConcurrency,
+        quotas: RateLimiter,
         limits: ChatLimits,
         observers: Sequence[CompletionObserver] = (),
     ) -> None:
@@ -324,14 +315,15 @@ class ChatService:
         timing = _Timing()
         context = context or RequestContext()
         if body.model_extra:
-            log.info("ignoring unknown request fields: %s", ", ".join(sorted(body.model_extra)))
+            # The names are the client's text too: withheld when it asked not to be logged.
+            names = ", ".join(sorted(body.model_extra)) if context.data_logging else "(withheld)"
+            log.info("ignoring unknown request fields: %s", names)
         target = await self._target(principal, body.model, header_folder)
         model, engine, folder_id = target.model, target.engine, target.folder_id
         _check_capabilities(body, model, engine.capabilities, self._images)
-        quotas = self._quotas if priority == Priority.INTERACTIVE else None
-        if quotas is not None:
-            quotas.acquire(folder_id)
-        release = _Release(quotas, folder_id)
+        admission = self._quotas.admit(
+            principal, folder_id, interactive=priority == Priority.INTERACTIVE
+        )
         deadline = asyncio.get_running_loop().time() + self._limits.generation_timeout_s
         try:
             request = await self._build_request(body, model, engine.capabilities, priority)
@@ -340,7 +332,7 @@ class ChatService:
                 first = await anext(stream)
             timing.first_at = time.monotonic()
         except BaseException as error:
-            release()
+            admission.release()
             status = _failed_status(error)
             if status is not None:
                 notify(
@@ -364,7 +356,7 @@ class ChatService:
             context=context,
             first=first,
             rest=stream,
-            release=release,
+            admission=admission,
             deadline=deadline,
             timing=timing,
             observers=self._observers,

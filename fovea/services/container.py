@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fovea.engine.base import Engine
 from fovea.engine.factory import create_engine
@@ -12,6 +13,7 @@ from fovea.engine.registry import EngineKey, EngineRegistry
 from fovea.iam.service import IamService
 from fovea.media.fetch import FetchPolicy, ImageFetcher
 from fovea.media.images import ImageLimits
+from fovea.observability.metrics import Metrics
 from fovea.services.access import AccessControl
 from fovea.services.batch_inference import BatchInferenceService
 from fovea.services.batch_runner import BatchRunner
@@ -23,14 +25,20 @@ from fovea.services.chat_events import CompletionObserver
 from fovea.services.datasets.service import DatasetService
 from fovea.services.datasets.signing import UrlSigner, load_or_create_key
 from fovea.services.files import FileService
+from fovea.services.iam import IamAdminService
 from fovea.services.images import ImageIntake
 from fovea.services.models import ModelsService
 from fovea.services.operations import OperationService
-from fovea.services.quotas import FolderConcurrency
+from fovea.services.quotas import RateLimiter
+from fovea.services.request_log import RequestLog, RequestLogConfig
+from fovea.services.usage import UsageRecorder, UsageService
 from fovea.settings import BranchConfig, CatalogConfig, DeploymentConfig, Settings
 from fovea.store.database import Database
 from fovea.store.datasets import DatasetStore
 from fovea.store.operations import OperationStore
+from fovea.store.quotas import QuotaStore
+from fovea.store.request_log import RequestLogStore
+from fovea.store.usage import UsageStore
 
 
 @dataclass
@@ -48,9 +56,19 @@ class Services:
     datasets: DatasetService
     batch_tasks: BatchInferenceService
     operations: OperationService
+    iam: IamAdminService
+    metrics: Metrics | None  # None when FOVEA_METRICS_ENABLED is off
+    usage: UsageService
+    usage_recorder: UsageRecorder
+    quotas: RateLimiter
+    request_log: RequestLog | None  # None unless FOVEA_REQUEST_LOG is on
 
     def resume(self) -> None:
         """Work a stopped server left unfinished starts again (call on the event loop)."""
+        self.usage_recorder.start()
+        self.quotas.start()
+        if self.request_log is not None:
+            self.request_log.start()
         self.datasets.resume()
         self.operations.resume()
 
@@ -64,6 +82,10 @@ class Services:
         await self.operations.aclose()
         await self.datasets.aclose()
         await self.engines.aclose()
+        await self.usage_recorder.aclose()  # after the engines: their last completions count
+        await self.quotas.aclose()
+        if self.request_log is not None:
+            await self.request_log.aclose()
         await self.fetcher.aclose()
         self.database.dispose()
 
@@ -85,10 +107,24 @@ def build_services(
         return engine_factory(model.deployment, model.config)
 
     engines = EngineRegistry(factory)
-    access = AccessControl(IamService(database), cache_ttl_s=settings.auth_cache_ttl_s)
+    iam = IamService(database)
+    access = AccessControl(iam, cache_ttl_s=settings.auth_cache_ttl_s)
     fetcher = ImageFetcher(FetchPolicy.from_settings(settings))
     # Told of every finished completion (usage, rate limits, metrics, the request log).
-    observers: list[CompletionObserver] = []
+    usage_store = UsageStore(database)
+    usage_recorder = UsageRecorder(usage_store)
+    quotas = RateLimiter(QuotaStore(database), settings.max_concurrent_generations_per_folder)
+    quotas.load()
+    observers: list[CompletionObserver] = [quotas]
+    if settings.usage_records:
+        observers.append(usage_recorder)
+    request_log = _request_log(settings, database)
+    if request_log is not None:
+        observers.append(request_log)
+    metrics = None
+    if settings.metrics_enabled:
+        metrics = Metrics(engines, BatchStore(database).unfinished_lines, settings.metrics_token)
+        observers.append(metrics)
     chat = ChatService(
         catalog=catalog,
         engines=engines,
@@ -96,7 +132,7 @@ def build_services(
         images=ImageIntake(
             ImageLimits.from_settings(settings), settings.image_decode_threads, fetcher
         ),
-        quotas=FolderConcurrency(settings.max_concurrent_generations_per_folder),
+        quotas=quotas,
         limits=ChatLimits(
             model_load_wait_s=settings.model_load_wait_s,
             generation_timeout_s=settings.generation_timeout_s,
@@ -159,4 +195,17 @@ def build_services(
         datasets=datasets,
         batch_tasks=batch_tasks,
         operations=operations,
+        iam=IamAdminService(iam, access),
+        metrics=metrics,
+        usage=UsageService(usage_store, usage_recorder, access),
+        usage_recorder=usage_recorder,
+        request_log=request_log,
+        quotas=quotas,
     )
+
+
+def _request_log(settings: Settings, database: Database) -> RequestLog | None:
+    if not settings.request_log:
+        return None
+    retention = timedelta(days=settings.request_log_retention_days)
+    return RequestLog(RequestLogStore(database), RequestLogConfig(retention=retention))

@@ -24,6 +24,7 @@ from fovea.services.access import AccessControl
 from fovea.services.background import BackgroundTasks
 from fovea.services.batch_inference import BatchInferenceService
 from fovea.services.chat import ChatService
+from fovea.services.chat_events import RequestContext
 from fovea.store.datasets import DatasetStatus, DatasetStore
 from fovea.store.operations import OperationInfo, OperationKind, OperationStore
 
@@ -72,9 +73,10 @@ class OperationService:
         self._running = BackgroundTasks()
 
     async def start_completion(
-        self, principal: Principal, body: ChatCompletionRequest
+        self, principal: Principal, body: ChatCompletionRequest, *, data_logging: bool = True
     ) -> OperationInfo:
-        """Check the request as a synchronous one would be checked, then run it deferred."""
+        """Check the request as a synchronous one would be checked, then run it deferred.
+        ``data_logging`` is the client's ``x-data-logging-enabled``."""
         await self._chat.check(principal, body)
         create = partial(
             self._store.create,
@@ -85,13 +87,14 @@ class OperationService:
             request=body.model_dump(mode="json", exclude_none=True, by_alias=True),
         )
         operation = await to_thread.run_sync(create)
-        self._running.spawn(operation.id, self._complete(operation))
+        self._running.spawn(operation.id, self._complete(operation, data_logging))
         return operation
 
     def resume(self) -> None:
         """Completions a stopped server left unfinished run again (call on the loop)."""
         for operation in self._store.unfinished(OperationKind.COMPLETION):
-            self._running.spawn(operation.id, self._complete(operation))
+            # Whether the client allowed logging was not kept: assume it did not.
+            self._running.spawn(operation.id, self._complete(operation, data_logging=False))
 
     async def get(self, principal: Principal, operation_id: str) -> OperationView:
         operation = await self._own(principal, operation_id)
@@ -117,17 +120,19 @@ class OperationService:
         await self._access.require(principal, operation.folder_id, permission)
         return operation
 
-    async def _complete(self, operation: OperationInfo) -> None:
+    async def _complete(self, operation: OperationInfo, data_logging: bool) -> None:
         principal = Principal(
             key_id=f"operation:{operation.id}",
             service_account_id=operation.created_by,
             folder_id=operation.folder_id,
             scopes=GENERATION_SCOPES,
         )
+        # The operation's id is its request id (``fovea logs show`` finds it by that).
+        context = RequestContext(request_id=operation.id, data_logging=data_logging)
         while True:
             try:
                 request = ChatCompletionRequest.model_validate(operation.request)
-                completion = await self._chat.complete(principal, request)
+                completion = await self._chat.complete(principal, request, context=context)
             except ValidationError as exc:
                 error = {"status": 400, "message": str(exc.errors()[0]["msg"])}
                 await to_thread.run_sync(partial(self._store.finish, operation.id, error=error))

@@ -30,7 +30,9 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             _create_parent_dir(self.url)
-        self.engine: Engine = create_engine(self.url, echo=echo)
+        # Bound values (request bodies among them) stay out of SQL logs and error messages,
+        # which end up in the server's log.
+        self.engine: Engine = create_engine(self.url, echo=echo, hide_parameters=True)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _configure_sqlite_connection)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -8,6 +8,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from fovea.app import create_app
+from fovea.iam.types import Principal
 from fovea.settings import Settings
 from tests.conftest import Keys, auth, make_keys, png_data_url
 from tests.fakes import IMAGE_TOKENS, ScriptedEngine
@@ -155,9 +156,10 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 
 def test_folder_concurrency_quota_gives_429(client: TestClient, keys: Keys) -> None:
-    quotas = client.app.state.services.chat._quotas
-    for _ in range(quotas.limit):
-        quotas.acquire(keys.folder_id)
+    quotas = client.app.state.services.quotas
+    other_key = Principal("other-key", keys.service_account_id, keys.folder_id, frozenset())
+    for _ in range(quotas.quota(keys.folder_id).concurrent):  # the folder's default limit
+        quotas.admit(other_key, keys.folder_id, interactive=True)
     response = _chat(client, keys.api_key)
     assert response.status_code == 429
     assert response.headers["retry-after"]

@@ -161,3 +161,61 @@ def test_bad_expiry_options_are_usage_errors(home: Path, args: list[str]) -> Non
     result = fovea_iam("key", "create", "--sa", "default", *args)
     assert result.exit_code == 2
     assert "expires" in result.stderr
+
+
+def test_bootstrap_admin_prints_an_iam_key_once(home: Path) -> None:
+    result = ok("bootstrap", "--admin")
+    assert "admin" in result.stdout and "system.admin" in result.stdout
+    assert result.stdout.count("fva.") == 1
+    assert "shown only once" in result.stderr
+    created = ok_json("bootstrap", "--admin")
+    assert isinstance(created, dict)
+    principal = authenticate(home, created["api_key"])
+    assert principal.scopes == frozenset({"yc.iam.manage"})
+    database = Database(f"sqlite:///{home / 'fovea.db'}")
+    try:
+        iam = IamService(database)
+        assert iam.get_service_account(principal.service_account_id).name == "admin"
+        roles = iam.roles(principal.service_account_id, principal.folder_id)
+    finally:
+        database.dispose()
+    assert roles == frozenset({"system.admin"})
+
+
+def test_audit_shows_every_change_made_here(home: Path) -> None:
+    ok("folder", "create", "team")
+    ok("sa", "create", "bot", "--folder", "team")
+    ok("role", "grant", "ai.viewer", "--folder", "team", "--sa", "bot")
+    created = ok_json("key", "create", "--sa", "bot", "--folder", "team")
+    assert isinstance(created, dict)
+    ok("key", "revoke", created["id"])
+    ok("role", "revoke", "ai.viewer", "--folder", "team", "--sa", "bot")
+
+    entries = ok_json("audit", "--folder", "team")
+    assert isinstance(entries, list)
+    assert [entry["action"] for entry in entries] == [
+        "folder.create",
+        "serviceAccount.create",
+        "accessBinding.add",
+        "apiKey.create",
+        "apiKey.revoke",
+        "accessBinding.remove",
+    ]
+    assert {entry["actor"] for entry in entries} == {"cli"}
+    assert created["api_key"].split(".")[2] not in json.dumps(entries)
+    table = ok("audit").stdout
+    assert "apiKey.revoke" in table and created["id"] in table
+
+    (revoked,) = ok_json("audit", "--action", "apiKey.revoke")  # type: ignore[misc]
+    assert revoked["target_id"] == created["id"]
+    assert len(ok_json("audit", "--since", "1h")) == 6  # type: ignore[arg-type]
+    assert ok_json("audit", "--since", "2999-01-01T00:00:00") == []
+
+
+def test_audit_refuses_a_bad_filter(home: Path) -> None:
+    ok("bootstrap")
+    bad_time = fovea_iam("audit", "--since", "yesterday")
+    assert bad_time.exit_code == 2 and "--since" in bad_time.stderr
+    bad_action = fovea_iam("audit", "--action", "apiKey.steal")
+    assert bad_action.exit_code == 1
+    assert bad_action.stderr.startswith("Error: Unknown audit action 'apiKey.steal'")

@@ -52,7 +52,7 @@ def test_language_models_user_may_generate_but_not_run_batches(
 
 def test_editor_may_generate_and_run_batches(iam: IamService, principal: Principal) -> None:
     grant(iam, principal, Role.EDITOR)
-    for permission in set(Permission) - {Permission.IAM_ADMIN}:
+    for permission in set(Permission) - {Permission.IAM_ADMIN, Permission.SYSTEM_ADMIN}:
         assert is_allowed(iam, principal, permission), permission
     assert not is_allowed(iam, principal, Permission.IAM_ADMIN)
 
@@ -65,9 +65,23 @@ def test_viewer_may_read_but_not_generate(iam: IamService, principal: Principal)
     assert not is_allowed(iam, principal, Permission.BATCHES_WRITE)
 
 
-def test_admin_may_do_everything(iam: IamService, principal: Principal) -> None:
+def test_admin_may_do_everything_in_its_folder(iam: IamService, principal: Principal) -> None:
     grant(iam, principal, Role.ADMIN)
-    assert all(is_allowed(iam, principal, permission) for permission in Permission)
+    folder_wide = set(Permission) - {Permission.SYSTEM_ADMIN}
+    assert all(is_allowed(iam, principal, permission) for permission in folder_wide)
+    assert not is_allowed(iam, principal, Permission.SYSTEM_ADMIN)
+
+
+def test_system_admin_grants_nothing_in_its_folder_but_itself(
+    iam: IamService, principal: Principal
+) -> None:
+    # Its power over every folder is the IAM API's (fovea.services.iam), not a folder role's.
+    grant(iam, principal, Role.SYSTEM_ADMIN)
+    assert is_allowed(iam, principal, Permission.SYSTEM_ADMIN)
+    assert not any(
+        is_allowed(iam, principal, permission)
+        for permission in set(Permission) - {Permission.SYSTEM_ADMIN}
+    )
 
 
 def test_a_role_on_another_folder_does_not_count(iam: IamService, principal: Principal) -> None:

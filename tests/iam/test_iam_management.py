@@ -101,7 +101,7 @@ def test_invalid_role_lists_the_valid_ones(iam: IamService) -> None:
         iam.grant_role("team", "bot", "ai.owner")
     assert caught.value.message == (
         "Unknown role 'ai.owner'; valid roles: "
-        "ai.languageModels.user, ai.viewer, ai.editor, ai.admin"
+        "ai.languageModels.user, ai.viewer, ai.editor, ai.admin, system.admin"
     )
 
 

@@ -1,0 +1,68 @@
+"""Wire types of the usage API (``/v1/organization/usage/completions``), in OpenAI's shape.
+
+A project is a folder, a user a service account. Fovea adds ``input_image_tokens``,
+``num_images`` and ``num_failed_requests`` to each result.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+BucketWidth = Literal["1m", "1h", "1d"]
+GroupBy = Literal["project_id", "user_id", "api_key_id", "model", "batch"]
+
+BUCKET_SECONDS: dict[str, int] = {"1m": 60, "1h": 3600, "1d": 86400}
+# OpenAI's default and maximum numbers of buckets per page, by width.
+BUCKET_LIMITS: dict[str, tuple[int, int]] = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
+
+
+class UsageParams(BaseModel):
+    start_time: int = Field(ge=0, description="Start of the range, Unix seconds (inclusive)")
+    end_time: int | None = Field(
+        default=None, ge=0, description="End of the range, Unix seconds (exclusive); now if unset"
+    )
+    bucket_width: BucketWidth = "1d"
+    project_ids: list[str] | None = None
+    user_ids: list[str] | None = None
+    api_key_ids: list[str] | None = None
+    models: list[str] | None = None
+    batch: bool | None = None
+    group_by: list[GroupBy] | None = None
+    limit: int | None = Field(default=None, ge=1, description="Buckets per page")
+    page: str | None = Field(default=None, description="A next_page cursor from a previous page")
+
+
+class CompletionsResult(BaseModel):
+    object: Literal["organization.usage.completions.result"] = (
+        "organization.usage.completions.result"
+    )
+    input_tokens: int
+    output_tokens: int
+    input_cached_tokens: int
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_image_tokens: int
+    num_model_requests: int
+    num_images: int
+    num_failed_requests: int
+    project_id: str | None = None
+    user_id: str | None = None
+    api_key_id: str | None = None
+    model: str | None = None
+    batch: bool | None = None
+
+
+class UsageBucket(BaseModel):
+    object: Literal["bucket"] = "bucket"
+    start_time: int
+    end_time: int
+    results: list[CompletionsResult]
+
+
+class UsagePage(BaseModel):
+    object: Literal["page"] = "page"
+    data: list[UsageBucket]
+    has_more: bool
+    next_page: str | None

@@ -1,0 +1,176 @@
+"""Usage records in the database: written in batches, read back as sums per group and time
+bucket. Synchronous: call off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, insert, select
+
+from fovea.store.database import Database
+from fovea.store.tables import UsageRecord
+from fovea.store.transaction import transaction
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One finished completion's usage, as written."""
+
+    created_at: datetime
+    request_id: str
+    folder_id: str
+    service_account_id: str
+    key_id: str  # empty for work no key started directly (batch lines, deferred completions)
+    model_uri: str
+    model: str
+    branch: str
+    prompt_tokens: int
+    completion_tokens: int
+    image_tokens: int
+    cached_tokens: int
+    images: int
+    ttft_ms: float | None
+    duration_ms: float
+    status: str
+    batch_id: str | None
+
+
+class UsageGroup(StrEnum):
+    """What usage can be summed by (besides time buckets)."""
+
+    FOLDER = "folder_id"
+    SERVICE_ACCOUNT = "service_account_id"
+    KEY = "key_id"
+    MODEL = "model"
+    BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    start: datetime
+    end: datetime
+    folder_ids: Sequence[str] | None = None  # None: every folder (the operator's view)
+    service_account_ids: Sequence[str] | None = None
+    key_ids: Sequence[str] | None = None
+    models: Sequence[str] | None = None
+    batch: bool | None = None
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Sums over one group (and time bucket, when asked)."""
+
+    bucket: int | None  # index of the time bucket from the filter's start
+    group: dict[str, Any]  # the grouped columns' values
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    image_tokens: int
+    cached_tokens: int
+    images: int
+    errors: int
+
+
+class UsageStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def add(self, rows: Sequence[UsageRow]) -> None:
+        if not rows:
+            return
+        with transaction(self._database) as session:
+            session.execute(insert(UsageRecord), [asdict(row) for row in rows])
+
+    def totals(
+        self,
+        where: UsageFilter,
+        group_by: Sequence[UsageGroup] = (),
+        bucket_s: int | None = None,
+    ) -> list[UsageTotals]:
+        """Sums in ``[start, end)``, per group and, with ``bucket_s``, per time bucket."""
+        record = UsageRecord
+        keys: list[ColumnElement[Any]] = []
+        if bucket_s is not None:
+            keys.append(self._bucket(where.start, bucket_s).label("bucket"))
+        for group in group_by:
+            if group == UsageGroup.BATCH:
+                keys.append((record.batch_id.is_not(None)).label("batch"))
+            else:
+                keys.append(getattr(record, group.value).label(group.value))
+        sums = (
+            func.count().label("requests"),
+            func.sum(record.prompt_tokens).label("prompt_tokens"),
+            func.sum(record.completion_tokens).label("completion_tokens"),
+            func.sum(record.image_tokens).label("image_tokens"),
+            func.sum(record.cached_tokens).label("cached_tokens"),
+            func.sum(record.images).label("images"),
+            func.sum(case((record.status == "ok", 0), else_=1)).label("errors"),
+        )
+        query = select(*keys, *sums).where(_conditions(where))
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        with transaction(self._database) as session:
+            rows = session.execute(query).all()
+        result = []
+        for row in rows:
+            values = row._mapping
+            result.append(
+                UsageTotals(
+                    bucket=int(values["bucket"]) if bucket_s is not None else None,
+                    group={
+                        g.value: (
+                            bool(values[g.value]) if g == UsageGroup.BATCH else values[g.value]
+                        )
+                        for g in group_by
+                    },
+                    **{name: int(values[name] or 0) for name in _SUMS},
+                )
+            )
+        return result
+
+    def _bucket(self, start: datetime, bucket_s: int) -> ColumnElement[Any]:
+        """The index of a record's time bucket counted from ``start`` (records are >= start)."""
+        created = UsageRecord.created_at
+        if self._database.is_sqlite:
+            # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" in UTC; strftime('%s') reads that form
+            # as whole seconds, and integers divide as integers.
+            seconds = cast(func.strftime("%s", created), Integer) - int(start.timestamp())
+            return seconds // bucket_s
+        seconds = func.extract("epoch", created - start)
+        return cast(func.floor(seconds / bucket_s), Integer)
+
+
+_SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "image_tokens",
+    "cached_tokens",
+    "images",
+    "errors",
+)
+
+
+def _conditions(where: UsageFilter) -> ColumnElement[bool]:
+    record = UsageRecord
+    conditions: list[ColumnElement[bool]] = [
+        record.created_at >= where.start,
+        record.created_at < where.end,
+    ]
+    if where.folder_ids is not None:
+        conditions.append(record.folder_id.in_(where.folder_ids))
+    if where.service_account_ids is not None:
+        conditions.append(record.service_account_id.in_(where.service_account_ids))
+    if where.key_ids is not None:
+        conditions.append(record.key_id.in_(where.key_ids))
+    if where.models is not None:
+        conditions.append(record.model.in_(where.models))
+    if where.batch is not None:
+        conditions.append(
+            record.batch_id.is_not(None) if where.batch else record.batch_id.is_(None)
+        )
+    return and_(*conditions)
