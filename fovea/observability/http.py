@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from itertools import accumulate
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -26,23 +27,39 @@ class _Durations:
         self.total_s = 0.0
 
 
-class HttpRequests:
-    """A prometheus_client collector; ``add`` is called on the event loop only."""
+class Histograms:
+    """Histograms of one family by label values, in plain lists (no lock: one thread)."""
 
     def __init__(self, buckets: Sequence[float]) -> None:
         self._bounds = tuple(sorted(buckets))
         self._les = [*(floatToGoString(b) for b in self._bounds), "+Inf"]
+        self._series: dict[Hashable, _Durations] = {}
+
+    def add(self, labels: Hashable, value: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Durations(len(self._les))
+        # Prometheus buckets count what is <= their bound: the first bound >= the value.
+        series.counts[bisect_left(self._bounds, value)] += 1
+        series.total_s += value
+
+    def cumulative(self) -> Iterator[tuple[Any, list[tuple[str, int]], float]]:
+        """(labels, [(le, cumulative count)], sum) of each series."""
+        for labels, series in self._series.items():
+            buckets = list(zip(self._les, accumulate(series.counts), strict=True))
+            yield labels, buckets, series.total_s
+
+
+class HttpRequests:
+    """A prometheus_client collector; ``add`` is called on the event loop only."""
+
+    def __init__(self, buckets: Sequence[float]) -> None:
         self._requests: Counter[tuple[str, str, int]] = Counter()
-        self._durations: dict[str, _Durations] = {}
+        self._durations = Histograms(buckets)
 
     def add(self, route: str, method: str, status: int, duration_s: float) -> None:
         self._requests[(route, method, status)] += 1
-        durations = self._durations.get(route)
-        if durations is None:
-            durations = self._durations[route] = _Durations(len(self._les))
-        # Prometheus buckets count what is <= their bound: the first bound >= the duration.
-        durations.counts[bisect_left(self._bounds, duration_s)] += 1
-        durations.total_s += duration_s
+        self._durations.add(route, duration_s)
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -58,8 +75,6 @@ class HttpRequests:
             "HTTP request duration, to the end of the response body",
             labels=["route"],
         )
-        for route, durations in self._durations.items():
-            cumulative = accumulate(durations.counts)
-            buckets = list(zip(self._les, cumulative, strict=True))
-            seconds.add_metric([route], buckets, sum_value=durations.total_s)
+        for route, buckets, total_s in self._durations.cumulative():
+            seconds.add_metric([route], buckets, sum_value=total_s)
         yield seconds

@@ -11,14 +11,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
 from fovea.engine.registry import EngineRegistry
 from fovea.errors import AuthenticationError, FoveaError
+from fovea.observability.completions import Completions
 from fovea.observability.http import HttpRequests
 from fovea.observability.state import ServerState, StateCollector
 from fovea.services.chat_events import FinishedCompletion
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
-INTER_TOKEN_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.5, 1)
 
 
 class Budget(Protocol):
@@ -38,17 +36,6 @@ class Budget(Protocol):
 
     in_use: int
     capacity: int
-
-
-@dataclass(frozen=True)
-class _ModelSeries:
-    """One model's completion series, looked up once rather than on every completion."""
-
-    prompt_tokens: Counter
-    completion_tokens: Counter
-    image_tokens: Counter
-    cached_tokens: Counter
-    images: Counter
 
 
 class Metrics:
@@ -68,42 +55,8 @@ class Metrics:
         self.registry.register(self._state)
         self._http = HttpRequests(REQUEST_BUCKETS)
         self.registry.register(self._http)
-        self._define_completions()
-
-    def _define_completions(self) -> None:
-        registry = self.registry
-        self._completions = Counter(
-            "fovea_completions",
-            "Finished completions by model, status and kind (interactive or batch)",
-            ["model", "status", "kind"],
-            registry=registry,
-        )
-        self._ttft = Histogram(
-            "fovea_time_to_first_token_seconds",
-            "From accepting a completion to its first generated chunk",
-            ["model", "kind"],
-            buckets=TTFT_BUCKETS,
-            registry=registry,
-        )
-        self._inter_token = Histogram(
-            "fovea_inter_token_latency_seconds",
-            "A completion's mean time between generated tokens after the first",
-            ["model", "kind"],
-            buckets=INTER_TOKEN_BUCKETS,
-            registry=registry,
-        )
-
-        def tokens(name: str, what: str) -> Counter:
-            return Counter(name, what, ["model"], registry=registry)
-
-        self._usage = {
-            "prompt_tokens": tokens("fovea_prompt_tokens", "Prompt tokens, images included"),
-            "completion_tokens": tokens("fovea_completion_tokens", "Generated tokens"),
-            "image_tokens": tokens("fovea_image_tokens", "Prompt positions taken by images"),
-            "cached_tokens": tokens("fovea_cached_tokens", "Prompt tokens reused from the cache"),
-            "images": tokens("fovea_images", "Images in completed requests"),
-        }
-        self._model_series: dict[str, _ModelSeries] = {}
+        self._completions = Completions()
+        self.registry.register(self._completions)
 
     # -- counted as it happens --------------------------------------------------------------
 
@@ -114,29 +67,7 @@ class Metrics:
         self._http.add(route, method, status, duration_s)
 
     def completion_finished(self, completion: FinishedCompletion) -> None:
-        model = completion.model
-        kind = "batch" if completion.is_batch else "interactive"
-        self._completions.labels(model, completion.status.value, kind).inc()
-        if completion.ttft_s is not None:
-            self._ttft.labels(model, kind).observe(completion.ttft_s)
-        inter_token = completion.inter_token_s
-        if inter_token is not None:
-            self._inter_token.labels(model, kind).observe(inter_token)
-        series = self._series(model)
-        series.images.inc(completion.images)
-        usage = completion.usage
-        if usage is not None:
-            series.prompt_tokens.inc(usage.prompt_tokens)
-            series.completion_tokens.inc(usage.completion_tokens)
-            series.image_tokens.inc(usage.image_tokens)
-            series.cached_tokens.inc(usage.cached_tokens)
-
-    def _series(self, model: str) -> _ModelSeries:
-        series = self._model_series.get(model)
-        if series is None:
-            series = _ModelSeries(**{name: c.labels(model) for name, c in self._usage.items()})
-            self._model_series[model] = series
-        return series
+        self._completions.add(completion)
 
     # -- scraped ----------------------------------------------------------------------------
 

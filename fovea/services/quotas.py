@@ -147,7 +147,9 @@ class RateLimiter:
     def admit(self, principal: Principal, folder_id: str, *, interactive: bool) -> Admission:
         """Take a request slot and a generation slot, or raise a 429 saying which limit."""
         now = self._clock()
-        levels = [(folder_id, FOLDER_WIDE), (folder_id, principal.key_id)]
+        levels = [(folder_id, FOLDER_WIDE)]
+        if (folder_id, principal.key_id) in self._quotas:  # a key with a quota of its own
+            levels.append((folder_id, principal.key_id))
         scopes = [(self._scope(key, now), self.quota(*key)) for key in levels]
         for scope, quota in scopes:
             self._check(scope, quota, interactive, now)
@@ -243,16 +245,27 @@ class RateLimiter:
     @staticmethod
     def _headers(scopes: list[tuple[_Scope, Quota]]) -> dict[str, str]:
         """OpenAI's ``x-ratelimit-*`` headers of the tightest limit that applies."""
+        requests: TokenBucket | None = None
+        tokens: TokenBucket | None = None
+        for scope, _ in scopes:
+            if scope.requests is not None and (
+                requests is None or scope.requests.level < requests.level
+            ):
+                requests = scope.requests
+            if scope.tokens is not None and (tokens is None or scope.tokens.level < tokens.level):
+                tokens = scope.tokens
         headers: dict[str, str] = {}
-        for kind in ("requests", "tokens"):
-            buckets = [getattr(s, kind) for s, _ in scopes if getattr(s, kind) is not None]
-            if not buckets:
-                continue
-            tightest = min(buckets, key=lambda b: b.level)
-            headers[f"x-ratelimit-limit-{kind}"] = str(tightest.capacity)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(tightest.level)))
-            headers[f"x-ratelimit-reset-{kind}"] = _duration(tightest.until_full())
+        if requests is not None:
+            _describe(headers, "requests", requests)
+        if tokens is not None:
+            _describe(headers, "tokens", tokens)
         return headers
+
+
+def _describe(headers: dict[str, str], kind: str, bucket: TokenBucket) -> None:
+    headers[f"x-ratelimit-limit-{kind}"] = str(bucket.capacity)
+    headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(bucket.level)))
+    headers[f"x-ratelimit-reset-{kind}"] = _duration(bucket.until_full())
 
 
 def _resized(bucket: TokenBucket | None, capacity: int | None, now: float) -> TokenBucket | None:

@@ -3,13 +3,14 @@ bucket. Synchronous: call off the event loop."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, insert, select
+from sqlalchemy import ColumnElement, Integer, Table, and_, case, cast, func, insert, select
 
 from fovea.store.database import Database
 from fovea.store.tables import UsageRecord
@@ -37,6 +38,10 @@ class UsageRow:
     duration_ms: float
     status: str
     batch_id: str | None
+
+
+_ROW = tuple(f.name for f in fields(UsageRow))
+_TABLE = typing.cast(Table, UsageRecord.__table__)
 
 
 class UsageGroup(StrEnum):
@@ -83,7 +88,12 @@ class UsageStore:
         if not rows:
             return
         with transaction(self._database) as session:
-            session.execute(insert(UsageRecord), [asdict(row) for row in rows])
+            # Not dataclasses.asdict: it deep-copies every value (~60 µs a row).
+            # The table's Core insert, not the ORM's bulk path (which costs twice as much).
+            session.connection().execute(
+                insert(_TABLE),
+                [{name: getattr(row, name) for name in _ROW} for row in rows],
+            )
 
     def totals(
         self,
