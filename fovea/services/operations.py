@@ -129,23 +129,25 @@ class OperationService:
         )
         # The operation's id is its request id (``fovea logs show`` finds it by that).
         context = RequestContext(request_id=operation.id, data_logging=data_logging)
+        # Once answered, the request of a client that opted out of logging is not kept.
+        finish = partial(self._store.finish, operation.id, forget_request=not data_logging)
         while True:
             try:
                 request = ChatCompletionRequest.model_validate(operation.request)
                 completion = await self._chat.complete(principal, request, context=context)
             except ValidationError as exc:
                 error = {"status": 400, "message": str(exc.errors()[0]["msg"])}
-                await to_thread.run_sync(partial(self._store.finish, operation.id, error=error))
+                await to_thread.run_sync(partial(finish, error=error))
                 return
             except FoveaError as exc:
                 if exc.status_code in TRANSIENT:
                     await asyncio.sleep(RETRY_S)
                     continue
                 error = {"status": exc.status_code, "message": exc.message}
-                await to_thread.run_sync(partial(self._store.finish, operation.id, error=error))
+                await to_thread.run_sync(partial(finish, error=error))
                 return
             response = completion.model_dump(mode="json")
-            await to_thread.run_sync(partial(self._store.finish, operation.id, response=response))
+            await to_thread.run_sync(partial(finish, response=response))
             return
 
     def _view(self, operation: OperationInfo) -> OperationView:

@@ -98,13 +98,18 @@ class OperationStore:
         *,
         response: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
+        forget_request: bool = False,
     ) -> bool:
-        """Record the outcome once; False when it already had one (a cancel came first)."""
+        """Record the outcome once; False when it already had one (a cancel came first).
+        ``forget_request`` drops the stored request (a client that opted out of logging)."""
+        values: dict[str, Any] = {"done": True, "response": response, "error": error}
+        if forget_request:
+            values["request"] = None
         with transaction(self._database) as session:
             result = session.execute(
                 update(OperationRecord)
                 .where(OperationRecord.id == operation_id, OperationRecord.done.is_(False))
-                .values(done=True, response=response, error=error, modified_at=self._clock())
+                .values(**values, modified_at=self._clock())
             )
             return bool(cast(CursorResult[Any], result).rowcount)
 
