@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +35,7 @@ from bench.gateway import (
     Processes,
     Target,
     free_port,
+    names,
     numbers,
     run_wrk,
     server_env,
@@ -40,7 +43,32 @@ from bench.gateway import (
     text_body,
 )
 
-MODES = ("off", "on")
+# What each mode turns on: usage records, a folder quota, metrics (and a scrape each second).
+MODES: dict[str, frozenset[str]] = {
+    "off": frozenset(),
+    "on": frozenset({"usage", "quota", "metrics"}),
+    "usage": frozenset({"usage"}),
+    "quota": frozenset({"quota"}),
+    "metrics": frozenset({"metrics"}),
+}
+
+
+def server_pid(url: str) -> int:
+    """The process listening on ``url``'s port (``ss`` from iproute2)."""
+    port = url.split(":")[2].split("/")[0]
+    listed = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"pid=(\d+)", listed)
+    if found is None:
+        raise RuntimeError(f"nothing listens on port {port}: {listed!r}")
+    return int(found[1])
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds of ``pid``, all its threads (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_fovea(processes: Processes, home: Path, upstream: str, mode: str) -> Target:
@@ -52,9 +80,11 @@ def start_fovea(processes: Processes, home: Path, upstream: str, mode: str) -> T
         f'[[deployments.branches.latest.replicas]]\nurl = "{upstream}"\nmodel = "{MODEL}"\n'
     )
     port = free_port()
-    switches = (
-        {} if mode == "on" else {"FOVEA_USAGE_RECORDS": "off", "FOVEA_METRICS_ENABLED": "off"}
-    )
+    parts = MODES[mode]
+    switches = {
+        "FOVEA_USAGE_RECORDS": "on" if "usage" in parts else "off",
+        "FOVEA_METRICS_ENABLED": "on" if "metrics" in parts else "off",
+    }
     env = server_env(
         FOVEA_HOME=str(fovea_home),
         FOVEA_CATALOG=str(catalog),
@@ -68,7 +98,7 @@ def start_fovea(processes: Processes, home: Path, upstream: str, mode: str) -> T
         [*cli, "iam", "bootstrap", "--json"], env=env, capture_output=True, check=True
     )
     bootstrap = json.loads(made.stdout)
-    if mode == "on":
+    if "quota" in parts:
         quota = ["quota", "set", "--folder", bootstrap["folder_id"]]
         limits = ["--rpm", "100000000", "--tpm", "1000000000"]
         subprocess.run([*cli, *quota, *limits], env=env, capture_output=True, check=True)
@@ -86,12 +116,13 @@ def check(target: Target, mode: str) -> None:
         response = httpx.post(target.url, json=body, headers=target.headers, timeout=10)
         response.raise_for_status()
         limited = "x-ratelimit-limit-requests" in response.headers
-        if limited or mode == "off" or time.monotonic() > deadline:
+        if limited or "quota" not in MODES[mode] or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert limited == (mode == "on"), f"{mode}: rate-limit headers {limited}"
+    assert limited == ("quota" in MODES[mode]), f"{mode}: rate-limit headers {limited}"
     metrics = httpx.get(target.url.replace("/v1/chat/completions", "/metrics"), timeout=10)
-    assert (metrics.status_code == 200) == (mode == "on"), f"{mode}: /metrics {metrics.status_code}"
+    scraped = metrics.status_code == 200
+    assert scraped == ("metrics" in MODES[mode]), f"{mode}: /metrics {metrics.status_code}"
 
 
 def scrape_every(url: str, seconds: float, stop: threading.Event) -> None:
@@ -105,26 +136,29 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", type=names(tuple(MODES)), default="off,on")
     parser.add_argument("--concurrency", type=numbers, default="1,8")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--scrape-s", type=float, default=1.0)
     args = parser.parse_args()
 
-    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    # (mode, concurrency) -> [(requests/s, p50 ms, server CPU µs per request)] by round
+    results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="ops-cost-") as tmp, Processes() as shared:
         home = Path(tmp)
         body_path = home / "text.json"
         body_path.write_bytes(text_body())
         upstream = start_upstream(shared, home)
         for round_ in range(args.rounds):
-            order = MODES if round_ % 2 == 0 else MODES[::-1]
+            order = args.modes if round_ % 2 == 0 else args.modes[::-1]
             for mode in order:
                 with Processes() as processes:
                     target = start_fovea(processes, home, upstream, mode)
                     check(target, mode)
+                    server = server_pid(target.url)
                     stop = threading.Event()
-                    if mode == "on":
+                    if "metrics" in MODES[mode]:
                         url = target.url.replace("/v1/chat/completions", "/metrics")
                         threading.Thread(
                             target=scrape_every, args=(url, args.scrape_s, stop), daemon=True
@@ -132,36 +166,47 @@ def main() -> None:
                     try:
                         run_wrk(target, body_path, max(args.concurrency), args.warmup)
                         for concurrency in args.concurrency:
+                            before = cpu_s(server)
                             got = run_wrk(target, body_path, concurrency, args.duration)
+                            cpu_us = (cpu_s(server) - before) / got.num_requests * 1e6
                             if got.num_errors:
                                 raise RuntimeError(
                                     f"{mode} c={concurrency}: {got.num_errors} errors"
                                 )
                             results.setdefault((mode, concurrency), []).append(
-                                (got.requests_per_s, got.p50_ms)
+                                (got.requests_per_s, got.p50_ms, cpu_us)
                             )
                             print(
                                 f"round {round_ + 1} {mode} c={concurrency}: "
-                                f"{got.requests_per_s:.0f} req/s, p50 {got.p50_ms:.2f} ms",
+                                f"{got.requests_per_s:.0f} req/s, p50 {got.p50_ms:.2f} ms, "
+                                f"server CPU {cpu_us:.0f} µs/request",
                                 file=sys.stderr,
                             )
                     finally:
                         stop.set()
 
     print(f"{args.rounds} rounds, {args.duration} s per cell, wrk closed loop; median (rounds)\n")
-    print("| concurrency | off: req/s | on: req/s | cost | off: p50 ms | on: p50 ms |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| concurrency | mode | req/s (rounds) | vs off | p50 ms | server CPU µs/request | vs off |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for concurrency in args.concurrency:
-        off, on = results[("off", concurrency)], results[("on", concurrency)]
-        off_rps = statistics.median(r for r, _ in off)
-        on_rps = statistics.median(r for r, _ in on)
-        cost = 1 - on_rps / off_rps
-        print(
-            f"| {concurrency} | {off_rps:.0f} ({', '.join(f'{r:.0f}' for r, _ in off)}) "
-            f"| {on_rps:.0f} ({', '.join(f'{r:.0f}' for r, _ in on)}) | {cost:+.1%} "
-            f"| {statistics.median(p for _, p in off):.2f} "
-            f"| {statistics.median(p for _, p in on):.2f} |"
-        )
+        base = results.get(("off", concurrency))
+        for mode in args.modes:
+            rounds = results[(mode, concurrency)]
+            rps = statistics.median(r for r, _, _ in rounds)
+            p50 = statistics.median(p for _, p, _ in rounds)
+            cpu = statistics.median(c for _, _, c in rounds)
+            listed = ", ".join(f"{r:.0f}" for r, _, _ in rounds)
+            versus = ["", ""]
+            if base is not None and mode != "off":
+                base_rps = statistics.median(r for r, _, _ in base)
+                base_cpu = statistics.median(c for _, _, c in base)
+                versus = [f"{rps / base_rps - 1:+.1%}", f"{cpu / base_cpu - 1:+.1%}"]
+            print(
+                f"| {concurrency} | {mode} | {rps:.0f} ({listed}) | {versus[0]} | {p50:.2f} "
+                f"| {cpu:.0f} | {versus[1]} |"
+            )
 
 
 if __name__ == "__main__":

@@ -61,12 +61,12 @@ class UsageRecorder:
     def __init__(self, store: UsageStore, flush_interval_s: float = 1.0) -> None:
         self._store = store
         self._interval = flush_interval_s
-        self._pending: list[FinishedCompletion] = []
+        self._pending: list[UsageRow] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def completion_finished(self, completion: FinishedCompletion) -> None:
-        self._pending.append(completion)  # made a row when written, off the loop
+        self._pending.append(usage_row(completion))
 
     def start(self) -> None:
         """Start flushing (call on the event loop)."""
@@ -80,13 +80,10 @@ class UsageRecorder:
             if not taken:
                 return
             try:
-                await to_thread.run_sync(self._write, taken)
+                await to_thread.run_sync(self._store.add, taken)
             except BaseException:
                 self._pending[:0] = taken  # kept for the next try
                 raise
-
-    def _write(self, completions: list[FinishedCompletion]) -> None:
-        self._store.add([usage_row(completion) for completion in completions])
 
     async def _flush_forever(self) -> None:
         while True:

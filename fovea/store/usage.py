@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Integer, Table, and_, case, cast, func, insert, select
 
@@ -17,9 +17,10 @@ from fovea.store.tables import UsageRecord
 from fovea.store.transaction import transaction
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    """One finished completion's usage, as written."""
+class UsageRow(NamedTuple):
+    """One finished completion's usage, as written. A tuple of plain values, which the garbage
+    collector stops tracking: a second's worth of them waiting to be written does not make
+    every full collection longer (measured: kept as objects, they cost more CPU than writing)."""
 
     created_at: datetime
     request_id: str
@@ -40,8 +41,17 @@ class UsageRow:
     batch_id: str | None
 
 
-_ROW = tuple(f.name for f in fields(UsageRow))
 _TABLE = typing.cast(Table, UsageRecord.__table__)
+_SQLITE_INSERT = (
+    f"INSERT INTO {UsageRecord.__tablename__} ({', '.join(UsageRow._fields)}) "
+    f"VALUES ({', '.join('?' for _ in UsageRow._fields)})"
+)
+
+
+def _sqlite_values(row: UsageRow) -> tuple[Any, ...]:
+    """The row as SQLAlchemy writes it to SQLite: the time as naive UTC text."""
+    created = row.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return (created, *row[1:])
 
 
 class UsageGroup(StrEnum):
@@ -88,12 +98,13 @@ class UsageStore:
         if not rows:
             return
         with transaction(self._database) as session:
-            # Not dataclasses.asdict: it deep-copies every value (~60 µs a row).
-            # The table's Core insert, not the ORM's bulk path (which costs twice as much).
-            session.connection().execute(
-                insert(_TABLE),
-                [{name: getattr(row, name) for name in _ROW} for row in rows],
-            )
+            connection = session.connection()
+            if self._database.is_sqlite:
+                # sqlite3's executemany on plain tuples: ~8 µs a row where SQLAlchemy's Core
+                # insert takes ~25 (its per-row parameter processing), and its ORM path ~90.
+                connection.exec_driver_sql(_SQLITE_INSERT, [_sqlite_values(row) for row in rows])
+            else:
+                connection.execute(insert(_TABLE), [row._asdict() for row in rows])
 
     def totals(
         self,
