@@ -3,6 +3,7 @@ bucket. Synchronous: call off the event loop."""
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,10 +43,14 @@ class UsageRow(NamedTuple):
 
 
 _TABLE = typing.cast(Table, UsageRecord.__table__)
-_SQLITE_INSERT = (
-    f"INSERT INTO {UsageRecord.__tablename__} ({', '.join(UsageRow._fields)}) "
-    f"VALUES ({', '.join('?' for _ in UsageRow._fields)})"
-)
+_SQLITE_CHUNK = 500  # rows per INSERT: 500 x 17 parameters, under SQLite's 32766
+
+
+@functools.cache
+def _sqlite_insert(n_rows: int) -> str:
+    one = f"({', '.join('?' for _ in UsageRow._fields)})"
+    columns = ", ".join(UsageRow._fields)
+    return f"INSERT INTO {UsageRecord.__tablename__} ({columns}) VALUES {', '.join([one] * n_rows)}"
 
 
 def _sqlite_values(row: UsageRow) -> tuple[Any, ...]:
@@ -100,9 +105,14 @@ class UsageStore:
         with transaction(self._database) as session:
             connection = session.connection()
             if self._database.is_sqlite:
-                # sqlite3's executemany on plain tuples: ~8 µs a row where SQLAlchemy's Core
-                # insert takes ~25 (its per-row parameter processing), and its ORM path ~90.
-                connection.exec_driver_sql(_SQLITE_INSERT, [_sqlite_values(row) for row in rows])
+                # Multi-row INSERTs on plain tuples, not SQLAlchemy's per-row parameter
+                # processing (~25 µs a row; its ORM path ~90), nor sqlite3's executemany: that
+                # releases and takes back the GIL on every row, and beside a busy event loop
+                # each hand-over stalls both threads (measured: +120 µs of CPU a request).
+                for start in range(0, len(rows), _SQLITE_CHUNK):
+                    chunk = rows[start : start + _SQLITE_CHUNK]
+                    values = [value for row in chunk for value in _sqlite_values(row)]
+                    connection.exec_driver_sql(_sqlite_insert(len(chunk)), tuple(values))
             else:
                 connection.execute(insert(_TABLE), [row._asdict() for row in rows])
 
