@@ -6,10 +6,11 @@ metrics all on, against all off, measured in one run.
 folder (requests and tokens per minute set high enough never to refuse, so every request runs
 through both token buckets and carries the x-ratelimit-* headers), and /metrics is scraped
 during the load. "Off" is ``FOVEA_USAGE_RECORDS=off FOVEA_METRICS_ENABLED=off`` and no quota.
-The two servers alternate, each started fresh, ``--rounds`` times; the report gives the median
-of the rounds and every round's numbers. Load: ``wrk``, closed loop, C connections.
+The servers run at once and take turns in short
+cells, ``--rounds`` times (the machine's drift falls on all alike); the report gives medians. Load: ``wrk``, closed loop, C connections.
 
-    .venv/bin/python bench/operations_cost.py [--rounds 3] [--concurrency 1,8] [--duration 10]
+    .venv/bin/python bench/operations_cost.py [--rounds 10] [--concurrency 1,8] [--duration 3]
+        [--modes off,on,usage,quota,metrics]
 """
 
 from __future__ import annotations
@@ -150,13 +151,19 @@ def main() -> None:
         body_path = home / "text.json"
         body_path.write_bytes(text_body())
         upstream = start_upstream(shared, home)
+        # Every mode's server runs at once (idle but for the one loaded), so the modes take
+        # turns in short cells and the machine's drift falls on all of them alike.
+        servers = {mode: start_fovea(shared, home, upstream, mode) for mode in args.modes}
+        pids = {}
+        for mode, target in servers.items():
+            check(target, mode)
+            pids[mode] = server_pid(target.url)
+            run_wrk(target, body_path, max(args.concurrency), args.warmup)
         for round_ in range(args.rounds):
             order = args.modes if round_ % 2 == 0 else args.modes[::-1]
-            for mode in order:
-                with Processes() as processes:
-                    target = start_fovea(processes, home, upstream, mode)
-                    check(target, mode)
-                    server = server_pid(target.url)
+            for concurrency in args.concurrency:
+                for mode in order:
+                    target = servers[mode]
                     stop = threading.Event()
                     if "metrics" in MODES[mode]:
                         url = target.url.replace("/v1/chat/completions", "/metrics")
@@ -164,26 +171,22 @@ def main() -> None:
                             target=scrape_every, args=(url, args.scrape_s, stop), daemon=True
                         ).start()
                     try:
-                        run_wrk(target, body_path, max(args.concurrency), args.warmup)
-                        for concurrency in args.concurrency:
-                            before = cpu_s(server)
-                            got = run_wrk(target, body_path, concurrency, args.duration)
-                            cpu_us = (cpu_s(server) - before) / got.num_requests * 1e6
-                            if got.num_errors:
-                                raise RuntimeError(
-                                    f"{mode} c={concurrency}: {got.num_errors} errors"
-                                )
-                            results.setdefault((mode, concurrency), []).append(
-                                (got.requests_per_s, got.p50_ms, cpu_us)
-                            )
-                            print(
-                                f"round {round_ + 1} {mode} c={concurrency}: "
-                                f"{got.requests_per_s:.0f} req/s, p50 {got.p50_ms:.2f} ms, "
-                                f"server CPU {cpu_us:.0f} µs/request",
-                                file=sys.stderr,
-                            )
+                        before = cpu_s(pids[mode])
+                        got = run_wrk(target, body_path, concurrency, args.duration)
+                        cpu_us = (cpu_s(pids[mode]) - before) / got.num_requests * 1e6
                     finally:
                         stop.set()
+                    if got.num_errors:
+                        raise RuntimeError(f"{mode} c={concurrency}: {got.num_errors} errors")
+                    results.setdefault((mode, concurrency), []).append(
+                        (got.requests_per_s, got.p50_ms, cpu_us)
+                    )
+                    print(
+                        f"round {round_ + 1} {mode} c={concurrency}: "
+                        f"{got.requests_per_s:.0f} req/s, p50 {got.p50_ms:.2f} ms, "
+                        f"server CPU {cpu_us:.0f} µs/request",
+                        file=sys.stderr,
+                    )
 
     print(f"{args.rounds} rounds, {args.duration} s per cell, wrk closed loop; median (rounds)\n")
     print(
