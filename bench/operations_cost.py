@@ -6,8 +6,9 @@ metrics all on, against all off, measured in one run.
 folder (requests and tokens per minute set high enough never to refuse, so every request runs
 through both token buckets and carries the x-ratelimit-* headers), and /metrics is scraped
 during the load. "Off" is ``FOVEA_USAGE_RECORDS=off FOVEA_METRICS_ENABLED=off`` and no quota.
-The servers run at once and take turns in short
-cells, ``--rounds`` times (the machine's drift falls on all alike); the report gives medians. Load: ``wrk``, closed loop, C connections.
+The servers run at once and take turns in short cells, ``--rounds`` times (the machine's
+drift falls on all alike); the report gives medians, and the server's CPU time per request.
+Load: ``wrk``, closed loop, C connections.
 
     .venv/bin/python bench/operations_cost.py [--rounds 10] [--concurrency 1,8] [--duration 3]
         [--modes off,on,usage,quota,metrics]

@@ -78,6 +78,9 @@ class GenerationRequest:
     # Whether chunks reach the client as they come. When False nothing is seen before the end,
     # so a backend may retry a failed generation whole (an upstream on another replica).
     streamed: bool = True
+    # False when the client sent ``x-data-logging-enabled: false``: no text of this request
+    # (nor of an upstream's error about it) may reach a log.
+    data_logging: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -41,3 +41,14 @@ class BackgroundTasks:
         self._tasks.pop(key, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s failed", key, exc_info=task.exception())
+
+
+async def every(interval_s: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``work`` every ``interval_s`` until cancelled; a failure is logged, and the next
+    period tries again."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await work()
+        except Exception:
+            log.exception("%s failed; trying again in %g s", what, interval_s)

@@ -326,7 +326,9 @@ class ChatService:
         )
         deadline = asyncio.get_running_loop().time() + self._limits.generation_timeout_s
         try:
-            request = await self._build_request(body, model, engine.capabilities, priority)
+            request = await self._build_request(
+                body, model, engine.capabilities, priority, context.data_logging
+            )
             stream = engine.generate(request)
             async with asyncio.timeout_at(deadline):
                 first = await anext(stream)
@@ -410,6 +412,7 @@ class ChatService:
         model: ResolvedModel,
         capabilities: Capabilities,
         priority: Priority,
+        data_logging: bool = True,
     ) -> GenerationRequest:
         deployment = model.deployment
         messages = await self._messages(body.messages, capabilities)
@@ -439,6 +442,7 @@ class ChatService:
             default_max_tokens=min(deployment.default_max_tokens, deployment.max_output_tokens),
             priority=priority,
             streamed=body.stream,
+            data_logging=data_logging,
         )
 
     async def _messages(

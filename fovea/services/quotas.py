@@ -14,19 +14,18 @@ issue 11 shares it across replicas.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from anyio import to_thread
 
 from fovea.errors import RateLimitError
 from fovea.iam.types import Principal
+from fovea.services.background import BackgroundTasks, every
 from fovea.services.chat_events import FinishedCompletion
 from fovea.store.quotas import FOLDER_WIDE, Quota, QuotaStore
 
@@ -99,7 +98,7 @@ class RateLimiter:
         self._clock = clock
         self._quotas: dict[tuple[str, str], Quota] = {}
         self._scopes: dict[tuple[str, str], _Scope] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks()
         # (folder_id, "requests" | "tokens" | "concurrent") -> refusals, for /metrics.
         self.refusals: Counter[tuple[str, str]] = Counter()
 
@@ -115,24 +114,17 @@ class RateLimiter:
 
     def start(self) -> None:
         """Re-read the quotas every ``refresh_s`` (call on the event loop)."""
-        if self._store is not None and self._task is None:
-            self._task = asyncio.create_task(self._refresh_forever(), name="quota refresh")
+        if self._store is not None:
+            self._tasks.spawn(
+                "quota refresh", every(self._refresh_s, self._refresh, "reading quotas")
+            )
 
-    async def _refresh_forever(self) -> None:
+    async def _refresh(self) -> None:
         assert self._store is not None
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                self.apply(await to_thread.run_sync(self._store.all))
-            except Exception:
-                log.exception("reading quotas failed; keeping the last ones read")
+        self.apply(await to_thread.run_sync(self._store.all))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._tasks.aclose()
 
     def quota(self, folder_id: str, key_id: str = FOLDER_WIDE) -> Quota:
         found = self._quotas.get((folder_id, key_id))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
 
@@ -22,6 +21,7 @@ from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
 from fovea.protocol import usage as wire
 from fovea.services.access import AccessControl
+from fovea.services.background import BackgroundTasks, every
 from fovea.services.chat_events import FinishedCompletion
 from fovea.store.usage import UsageFilter, UsageGroup, UsageRow, UsageStore, UsageTotals
 
@@ -62,7 +62,7 @@ class UsageRecorder:
         self._store = store
         self._interval = flush_interval_s
         self._pending: list[UsageRow] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks()
         self._lock = asyncio.Lock()
 
     def completion_finished(self, completion: FinishedCompletion) -> None:
@@ -70,8 +70,9 @@ class UsageRecorder:
 
     def start(self) -> None:
         """Start flushing (call on the event loop)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._flush_forever(), name="usage records")
+        self._tasks.spawn(
+            "usage records", every(self._interval, self.flush, "writing usage records")
+        )
 
     async def flush(self) -> None:
         """Write every record taken so far."""
@@ -85,20 +86,8 @@ class UsageRecorder:
                 self._pending[:0] = taken  # kept for the next try
                 raise
 
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("writing usage records failed; retrying")
-
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._tasks.aclose()
         await self.flush()
 
 

@@ -179,7 +179,7 @@ class UpstreamEngine:
                         try:
                             chunk = await anext(chunks)
                         except _ReplicaFailed as failure:
-                            self._note(replica, failure)
+                            self._note(replica, failure, quote=request.data_logging)
                             failures.append(failure)
                             continue
                         self._balancer.remember(keys, replica)
@@ -195,7 +195,7 @@ class UpstreamEngine:
                                     chunk = await anext(chunks)
                         except _ReplicaFailed as failure:
                             # Past the first byte: the client has part of the answer already.
-                            self._note(replica, failure)
+                            self._note(replica, failure, quote=request.data_logging)
                             raise failure.error from None
                 return
         except (GeneratorExit, asyncio.CancelledError):
@@ -328,10 +328,15 @@ class UpstreamEngine:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _note(self, replica: Replica, failure: _ReplicaFailed) -> None:
-        log.warning("replica %s failed a request: %s", replica.spec.url, failure.error.message)
+    def _note(self, replica: Replica, failure: _ReplicaFailed, *, quote: bool = True) -> None:
+        """Log a replica's failure and count it against the replica. A replica's message may
+        quote the request: without ``quote`` (the client turned data logging off) only its
+        kind is kept, in the log and in what /healthz shows."""
+        error = failure.error
+        message = error.message if quote else f"{type(error).__name__} (message withheld)"
+        log.warning("replica %s failed a request: %s", replica.spec.url, message)
         if failure.fault:
-            replica.failed(failure.error.message, unreachable=failure.unreachable)
+            replica.failed(message, unreachable=failure.unreachable)
 
     def _no_answer(self, failures: list[_ReplicaFailed]) -> FoveaError:
         """The error when no replica answered: 503 when none was reachable, else the last."""

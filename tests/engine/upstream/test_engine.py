@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -309,3 +311,24 @@ async def test_a_conversation_goes_back_to_its_replica(start: Start) -> None:
     for _ in range(5):
         assert text_of(await run(engine, follow_up)) == owner
         assert text_of(await run(engine, same_image)) == owner
+
+
+async def test_a_replica_quoting_a_request_that_must_not_be_logged_is_not_quoted(
+    start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica's error may quote the prompt; for a client that sent
+    ``x-data-logging-enabled: false`` neither the log nor /healthz repeats it."""
+    secret = "SECRET-PROMPT-TEXT"
+    a = ScriptedReplica(status(500, {"error": {"message": f"cannot handle '{secret}'"}}))
+    engine = await start(a)
+    marked = dataclasses.replace(request(secret, streamed=False), data_logging=False)
+    with caplog.at_level(logging.DEBUG), pytest.raises(UpstreamError):
+        await run(engine, marked)
+    assert a.bodies
+    assert secret not in caplog.text
+    assert "withheld" in caplog.text
+    assert secret not in (engine.replicas[0].last_error or "")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), pytest.raises(UpstreamError):
+        await run(engine, request(secret, streamed=False))  # an ordinary request is quoted
+    assert secret in caplog.text
