@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 VLLM_VENV := .venv-vllm
 
-.PHONY: install install-test run test test-vllm lint bench clean
+.PHONY: install install-test install-postgres run test test-vllm lint bench clean
 
 install: $(VENV)/.installed
 	@$(BIN)/fovea models prepare-demo
@@ -31,10 +31,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 install-test: install $(VENV)/.installed-test
 
+# The tests start a private PostgreSQL server (tests/postgres.py) from Debian's package, whose
+# binaries are all they need: nothing is started or configured here. Package lists are
+# fetched only when the install cannot do without them.
+install-postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (Debian's postgresql) for the tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || { \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql; }; }
+
 run: install
 	FOVEA_HOST=$(HOST) FOVEA_PORT=$(PORT) $(BIN)/fovea serve --bootstrap
 
-test: install-test
+test: install-test install-postgres
 	$(BIN)/python -m pytest
 
 # vLLM's pins clash with Fovea's, so it gets a venv of its own (~4 min, 3.4 GB the first time).

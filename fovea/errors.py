@@ -21,6 +21,7 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── UpstreamError (502)          an upstream replica failed or answered garbage
     ├── ModelNotReadyError (503)     model loading or failed to load
     │   └── NoReplicaError           every replica of an upstream deployment is down
+    ├── DatabaseUnavailableError (503) the database is unreachable or busy: retry
     ├── GenerationTimeoutError (504)
     └── EngineError (500)            the engine failed on valid input: a bug, logged
 
@@ -156,6 +157,12 @@ class ModelNotReadyError(FoveaError):
 
 class NoReplicaError(ModelNotReadyError):
     default_code = "no_healthy_replica"
+
+
+class DatabaseUnavailableError(FoveaError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "database_unavailable"
 
 
 class GenerationTimeoutError(FoveaError):

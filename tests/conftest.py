@@ -1,4 +1,5 @@
-"""Shared fixtures: settings on a temporary home, the demo model, keys, an in-process app."""
+"""Shared fixtures: settings on a temporary home, the demo model, keys, an in-process app, and
+databases on SQLite and on a private PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fovea.modelgen.demo import DemoModelFiles, prepare_demo_model
 from fovea.settings import Settings
 from fovea.store.database import Database
 from tests.fakes import ScriptedEngine
+from tests.postgres import PostgresServer, PostgresUnavailable, start_server
 
 FAKE_CATALOG = """
 [[deployments]]
@@ -46,6 +48,67 @@ model = "fake/text.gguf"
 def anyio_backend() -> str:
     """Async tests (``pytest.mark.anyio``) run on asyncio, as the server does."""
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session; the tests needing it fail without it."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as error:
+        message = f"the private PostgreSQL server did not start: {error}"
+        raise pytest.fail.Exception(message, pytrace=False) from None
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped after the test."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database already at the newest schema, dropped after the test."""
+    name = postgres_server.create_database(migrated=True)
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """Each database backend Fovea supports: a test using a database runs once on each.
+    A test for one backend only says ``@SQLITE_ONLY``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(database_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on ``database_backend``."""
+    if database_backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'fovea.db'}"
+
+
+@pytest.fixture
+def migrated_database_url(
+    database_backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> str:
+    """A database on ``database_backend`` at the newest schema. On PostgreSQL it is a copy of one
+    migrated once per session: several times quicker than migrating each test's."""
+    if database_backend == "postgresql":
+        return str(request.getfixturevalue("migrated_postgres_url"))
+    url = f"sqlite:///{tmp_path / 'fovea.db'}"
+    database = Database(url)
+    database.migrate()
+    database.dispose()
+    return url
+
+
+SQLITE_ONLY = pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(scope="session")

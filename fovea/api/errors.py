@@ -8,9 +8,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from fovea.errors import FoveaError, InvalidRequestError, MethodNotAllowedError, NotFoundError
+from fovea.store.database import database_error
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,14 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         else:
             error = InvalidRequestError(str(exc.detail))
+        return error_response(error)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # A query outside the transaction helper: rendered as the helper would.
+        error = database_error(exc)
+        if error.status_code == 500:
+            log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(error)
 
     @app.exception_handler(Exception)

@@ -1,9 +1,10 @@
 """``GET /healthz`` (the process is up, with every engine's state) and ``GET /readyz`` (every
-preloaded model is loaded; upstream replicas being down is in /healthz, not a reason to be
-taken out of a load balancer)."""
+preloaded model is loaded and the database answers; upstream replicas being down is in
+/healthz, not a reason to be taken out of a load balancer)."""
 
 from __future__ import annotations
 
+from anyio import to_thread
 from fastapi import APIRouter, Response
 
 from fovea.api.deps import ServicesDep
@@ -19,7 +20,12 @@ async def healthz(services: ServicesDep) -> Response:
 
 @router.get("/readyz")
 async def readyz(services: ServicesDep) -> Response:
+    """Ready: every preloaded model loaded and the database answering (a replica whose
+    database is unreachable is taken out of the load balancer until it answers again)."""
     health = services.models.health()
+    reachable = await to_thread.run_sync(services.database.ping)
+    health.database = "ok" if reachable else "unreachable"
+    health.ready = health.ready and reachable
     status = 200 if health.ready else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return json_response(health, status_code=status, headers=headers)

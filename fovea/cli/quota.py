@@ -19,6 +19,8 @@ from fovea.errors import InvalidRequestError
 from fovea.iam import IamService
 from fovea.store.quotas import FOLDER_WIDE, Quota, QuotaStore
 
+MAX_LIMIT = 2**31 - 1  # the quotas table's INTEGER columns (PostgreSQL refuses more)
+
 quota_app = typer.Typer(
     help="Quotas and rate limits per folder or key (applied by a running server at once).",
     no_args_is_help=True,
@@ -105,6 +107,9 @@ def _limit(option: str, value: str | None, current: int | None) -> int | None:
         return None
     if not value.strip().isdigit():
         raise typer.BadParameter(f"{value!r} is not a whole number or 'none'", param_hint=option)
+    if int(value) > MAX_LIMIT:
+        message = f"{value} is over the largest limit, {MAX_LIMIT}"
+        raise typer.BadParameter(message, param_hint=option)
     return int(value)
 
 

@@ -21,7 +21,7 @@ from fovea.grpc.calls import caller, set_timestamps, unary
 from fovea.grpc.operations import batch_metadata, pending
 from fovea.grpc.text_generation import completion_fields, validated
 from fovea.protocol.batches import BatchCompletionOptions
-from fovea.services.batch_inference import BatchTask
+from fovea.services.batches.inference import BatchTask
 from fovea.services.container import Services
 
 Task = task_pb2.BatchInferenceTask

@@ -9,15 +9,19 @@ dataclasses of ``fovea.iam.types`` and ``fovea.store.audit``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from fovea.errors import AuthenticationError, FoveaError, InvalidRequestError
+from fovea.errors import (
+    AuthenticationError,
+    DatabaseUnavailableError,
+    InvalidRequestError,
+)
 from fovea.iam import records
 from fovea.iam.apikeys import DEFAULT_SCOPES, Scope, validate_scopes
 from fovea.iam.changes import ChangeSet
@@ -42,7 +46,8 @@ from fovea.iam.types import (
     ServiceAccount,
 )
 from fovea.store.audit import CLI_ACTOR, MAX_PAGE, AuditAction, AuditEntry, AuditFilter, AuditStore
-from fovea.store.database import Database
+from fovea.store.clock import Clock, utcnow
+from fovea.store.database import Database, database_error
 from fovea.store.tables import (
     ApiKeyRecord,
     FolderRecord,
@@ -53,12 +58,6 @@ from fovea.store.tables import (
 logger = logging.getLogger(__name__)
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class IamService:
@@ -374,8 +373,10 @@ class IamService:
             # Pre-checks give the precise messages; this is a concurrent duplicate.
             raise InvalidRequestError("The object conflicts with one that already exists") from exc
         except SQLAlchemyError as exc:
-            logger.exception("IAM database operation failed")
-            raise FoveaError("Internal database error") from exc
+            error = database_error(exc)
+            if not isinstance(error, DatabaseUnavailableError):
+                logger.exception("IAM database operation failed")
+            raise error from exc
 
     def _touch_key(self, key_id: str, now: datetime) -> None:
         # Conditional so that concurrent requests write at most once per resolution.

@@ -19,6 +19,8 @@ BatchStatus = Literal[
     "cancelled",
 ]
 
+CUSTOM_ID_MAX = 512  # the batch_lines.custom_id column's length
+
 
 class BatchCompletionOptions(BaseModel):
     """Fovea's batch-wide request fields: every dataset row gets them; an OpenAI request line
@@ -117,7 +119,7 @@ class BatchInputLine(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    custom_id: str = Field(min_length=1, max_length=512)
+    custom_id: str = Field(min_length=1, max_length=CUSTOM_ID_MAX)
     method: str
     url: str
     body: dict[str, Any]

@@ -69,6 +69,9 @@ class EngineStatus(BaseModel):
 
 class HealthStatus(BaseModel):
     status: Literal["ok", "loading", "degraded"]
-    # Every model loaded (upstream replicas may still be down): what /readyz answers.
+    # Every model loaded (upstream replicas may still be down) and, on /readyz, the database
+    # answering: what /readyz answers.
     ready: bool
     engines: list[EngineStatus]
+    # "ok" or "unreachable"; checked by /readyz only (null on /healthz).
+    database: Literal["ok", "unreachable"] | None = None

@@ -15,10 +15,9 @@ from fovea.media.fetch import FetchPolicy, ImageFetcher
 from fovea.media.images import ImageLimits
 from fovea.observability.metrics import Metrics
 from fovea.services.access import AccessControl
-from fovea.services.batch_inference import BatchInferenceService
-from fovea.services.batch_runner import BatchRunner
-from fovea.services.batch_store import BatchStore
-from fovea.services.batches import BatchService
+from fovea.services.batches.inference import BatchInferenceService
+from fovea.services.batches.runner import BatchRunner
+from fovea.services.batches.service import BatchService
 from fovea.services.catalog import Catalog
 from fovea.services.chat import ChatLimits, ChatService
 from fovea.services.chat_events import CompletionObserver
@@ -33,8 +32,10 @@ from fovea.services.quotas import RateLimiter
 from fovea.services.request_log import RequestLog, RequestLogConfig
 from fovea.services.usage import UsageRecorder, UsageService
 from fovea.settings import BranchConfig, CatalogConfig, DeploymentConfig, Settings
+from fovea.store.batches import BatchStore
 from fovea.store.database import Database
 from fovea.store.datasets import DatasetStore
+from fovea.store.files import FileStore
 from fovea.store.operations import OperationStore
 from fovea.store.quotas import QuotaStore
 from fovea.store.request_log import RequestLogStore
@@ -142,7 +143,7 @@ def build_services(
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())
     )
-    files = FileService(database, access, settings.files_dir)
+    files = FileService(FileStore(database), access, settings.files_dir)
     files.remove_stale_partials()
     runner = BatchRunner(
         store=BatchStore(database),

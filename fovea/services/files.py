@@ -1,4 +1,4 @@
-"""Files of a folder: uploaded or written by Fovea, bytes on disk, one row each in ``files``.
+"""Files of a folder: uploaded or written by Fovea, bytes on disk, one row each (``FileStore``).
 
 Bytes live at ``<root>/<folder_id>/<file_id>``. A file is written under ``<file_id>.part``,
 synced, renamed into place, and only then committed as a row: a process killed mid-write
@@ -15,14 +15,12 @@ import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO
 
 from anyio import CancelScope, to_thread
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select
-from sqlalchemy.orm import Session
 
 from fovea.errors import InvalidRequestError, NotFoundError
 from fovea.iam.roles import Permission
@@ -31,8 +29,7 @@ from fovea.protocol import files as wire
 from fovea.services.access import AccessControl
 from fovea.services.datasets.rows import jsonl_to_parquet
 from fovea.services.uploads import FILE_FIELD, MultipartUpload, receive_upload
-from fovea.store.database import Database
-from fovea.store.tables import FileRecord
+from fovea.store.files import FileInfo, FileStore, not_found
 
 FILE_ID_PREFIX = "file-"
 PARTIAL_SUFFIX = ".part"
@@ -86,18 +83,10 @@ class FileService:
     for code already running in a worker thread on a folder it was given (the batch runner).
     """
 
-    def __init__(
-        self,
-        database: Database,
-        access: AccessControl,
-        root: Path,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._database = database
+    def __init__(self, store: FileStore, access: AccessControl, root: Path) -> None:
+        self._store = store
         self._access = access
         self._root = root
-        self._clock = clock
 
     # -- the HTTP API ---------------------------------------------------------------------
 
@@ -159,11 +148,7 @@ class FileService:
 
     def get_stored(self, file_id: str, folder_id: str) -> StoredFile:
         """The file ``file_id`` of ``folder_id``; ``NotFoundError`` if absent or elsewhere."""
-        with self._database.session() as session:
-            record = session.get(FileRecord, file_id)
-        if record is None or record.folder_id != folder_id:
-            raise _not_found(file_id)
-        return self._stored(record)
+        return self._stored(self._store.get(file_id, folder_id))
 
     def create_stored(
         self, folder_id: str, filename: str, purpose: str, write: Callable[[BinaryIO], None]
@@ -248,39 +233,34 @@ class FileService:
         size = staging.stat().st_size
         os.replace(staging, path)
         _sync_dir(path.parent)
-        record = FileRecord(
-            id=file_id,
-            folder_id=folder_id,
-            filename=filename,
-            purpose=purpose,
-            bytes=size,
-            storage_path=f"{folder_id}/{file_id}",
-            created_at=self._clock(),
-        )
         try:
-            with self._database.session() as session, session.begin():
-                session.add(record)
+            info = self._store.add(
+                file_id=file_id,
+                folder_id=folder_id,
+                filename=filename,
+                purpose=purpose,
+                size=size,
+                storage_path=f"{folder_id}/{file_id}",
+            )
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return self._stored(record)
+        return self._stored(info)
 
     def _list(self, folder_id: str, params: wire.FileListParams) -> wire.FileList:
-        query = select(FileRecord).where(FileRecord.folder_id == folder_id)
-        if params.purpose is not None:
-            query = query.where(FileRecord.purpose == params.purpose)
-        keys = (FileRecord.created_at, FileRecord.id)
-        order = [k.desc() for k in keys] if params.order == "desc" else [k.asc() for k in keys]
-        with self._database.session() as session:
-            if params.after is not None:
-                query = query.where(_after(session, folder_id, params.after, params.order))
-            records = session.scalars(query.order_by(*order).limit(params.limit + 1)).all()
-        data = [_to_wire(self._stored(record)) for record in records[: params.limit]]
+        infos, has_more = self._store.list_files(
+            folder_id,
+            purpose=params.purpose,
+            after=params.after,
+            order=params.order,
+            limit=params.limit,
+        )
+        data = [_to_wire(self._stored(info)) for info in infos]
         return wire.FileList(
             data=data,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
-            has_more=len(records) > params.limit,
+            has_more=has_more,
         )
 
     def _open(self, file_id: str, folder_id: str) -> tuple[StoredFile, BinaryIO]:
@@ -288,30 +268,25 @@ class FileService:
         try:
             return stored, stored.path.open("rb")
         except FileNotFoundError:  # deleted since the row was read
-            raise _not_found(file_id) from None
+            raise not_found(file_id) from None
 
     def _delete(self, file_id: str, folder_id: str) -> None:
-        owned = (FileRecord.id == file_id, FileRecord.folder_id == folder_id)
-        with self._database.session() as session, session.begin():
-            storage_path = session.scalar(select(FileRecord.storage_path).where(*owned))
-            result = cast(CursorResult[Any], session.execute(delete(FileRecord).where(*owned)))
-            if storage_path is None or result.rowcount == 0:
-                raise _not_found(file_id)
+        storage_path = self._store.delete(file_id, folder_id)
         (self._root / storage_path).unlink(missing_ok=True)
         (self._root / f"{storage_path}{PARQUET_SUFFIX}").unlink(missing_ok=True)
 
     def _staging_path(self, folder_id: str, file_id: str) -> Path:
         return self._root / folder_id / f"{file_id}{PARTIAL_SUFFIX}"
 
-    def _stored(self, record: FileRecord) -> StoredFile:
+    def _stored(self, info: FileInfo) -> StoredFile:
         return StoredFile(
-            id=record.id,
-            folder_id=record.folder_id,
-            filename=record.filename,
-            purpose=record.purpose,
-            bytes=record.bytes,
-            created_at=record.created_at,
-            path=self._root / record.storage_path,
+            id=info.id,
+            folder_id=info.folder_id,
+            filename=info.filename,
+            purpose=info.purpose,
+            bytes=info.bytes,
+            created_at=info.created_at,
+            path=self._root / info.storage_path,
         )
 
 
@@ -322,27 +297,6 @@ def _filename_and_purpose(upload: MultipartUpload) -> tuple[str, str]:
     if not purpose:
         raise InvalidRequestError("Missing required parameter: 'purpose'.", param="purpose")
     return upload.filename, check_purpose(purpose)
-
-
-def _after(session: Session, folder_id: str, after: str, order: str) -> ColumnElement[bool]:
-    """Rows past the cursor file ``after`` in ``(created_at, id)`` order."""
-    cursor = session.execute(
-        select(FileRecord.created_at, FileRecord.id).where(
-            FileRecord.id == after, FileRecord.folder_id == folder_id
-        )
-    ).one_or_none()
-    if cursor is None:
-        raise InvalidRequestError(f"No such File object: {after}", param="after")
-    created_at, file_id = cursor
-    if order == "desc":
-        return or_(
-            FileRecord.created_at < created_at,
-            and_(FileRecord.created_at == created_at, FileRecord.id < file_id),
-        )
-    return or_(
-        FileRecord.created_at > created_at,
-        and_(FileRecord.created_at == created_at, FileRecord.id > file_id),
-    )
 
 
 async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
@@ -379,10 +333,6 @@ def _media_type(filename: str) -> str:
     if filename.endswith(".jsonl"):
         return "application/jsonl"
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
-
-
-def _not_found(file_id: str) -> NotFoundError:
-    return NotFoundError(f"No such File object: {file_id}", param="id")
 
 
 def _to_wire(stored: StoredFile) -> wire.FileObject:

@@ -22,7 +22,7 @@ from fovea.iam.types import Principal
 from fovea.protocol.chat import ChatCompletionRequest
 from fovea.services.access import AccessControl
 from fovea.services.background import BackgroundTasks
-from fovea.services.batch_inference import BatchInferenceService
+from fovea.services.batches.inference import BatchInferenceService
 from fovea.services.chat import ChatService
 from fovea.services.chat_events import RequestContext
 from fovea.store.datasets import DatasetStatus, DatasetStore

@@ -16,7 +16,6 @@ import hashlib
 import io
 import logging
 import sys
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from fovea.errors import FoveaError
 from fovea.media.data_url import read_image_bytes
 from fovea.services.background import BackgroundTasks
 from fovea.services.chat_events import FinishedCompletion
+from fovea.store.clock import Clock, utcnow
 from fovea.store.request_log import RequestLogEntry, RequestLogStore
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class RequestLog:
         self,
         store: RequestLogStore,
         config: RequestLogConfig,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
     ) -> None:
         self._store = store
         self._config = config

@@ -8,14 +8,24 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from fovea.errors import FoveaError
+from fovea.errors import DatabaseUnavailableError, FoveaError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_LOCK_KEY = 0x666F766561  # PostgreSQL advisory lock of migrations: b"fovea"
+CONNECT_TIMEOUT_S = 3
+RETRY_AFTER_S = 2
 
 
 class Database:
@@ -27,12 +37,31 @@ class Database:
 
     def __init__(self, url: str | URL, *, echo: bool = False) -> None:
         self.url = make_url(url)
+        if self.url.drivername == "postgresql":
+            # psycopg 3, the driver of the "postgres" extra (SQLAlchemy's default is psycopg2).
+            self.url = self.url.set(drivername="postgresql+psycopg")
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             _create_parent_dir(self.url)
         # Bound values (request bodies among them) stay out of SQL logs and error messages,
         # which end up in the server's log.
-        self.engine: Engine = create_engine(self.url, echo=echo, hide_parameters=True)
+        options: dict[str, Any] = {}
+        if not self.is_sqlite:
+            # A pooled connection may have died with a database restart: test it before use
+            # (the replica recovers by itself); and do not wait long for an unreachable server.
+            options = {
+                "pool_pre_ping": True,
+                "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+            }
+        try:
+            self.engine: Engine = create_engine(
+                self.url, echo=echo, hide_parameters=True, **options
+            )
+        except ModuleNotFoundError as exc:
+            raise FoveaError(
+                f"No driver for {self._safe_url} ({exc}): for PostgreSQL, "
+                "pip install 'fovea[postgres]'"
+            ) from exc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _configure_sqlite_connection)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -50,6 +79,12 @@ class Database:
                     # Take the write lock first so that two processes starting on a fresh file
                     # run the migrations one after the other instead of both creating tables.
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
+                elif self.url.get_backend_name() == "postgresql":
+                    # The same for replicas starting together: the first migrates, in one
+                    # transaction holding this lock; the others wait, then find nothing to do.
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 connection.commit()
@@ -57,6 +92,15 @@ class Database:
             raise FoveaError(
                 f"Could not open or upgrade the database {self._safe_url}: {exc}"
             ) from exc
+
+    def ping(self) -> bool:
+        """Whether the database answers now (blocking: call off the event loop)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
+            return False
+        return True
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -68,6 +112,41 @@ class Database:
     @property
     def _safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
+
+
+def database_error(error: SQLAlchemyError) -> FoveaError:
+    """What a client is told of a database failure: the database unreachable, or too busy to
+    answer in time, is a 503 to retry; anything else is the server's fault (a logged 500)."""
+    if _is_unavailable(error):
+        return DatabaseUnavailableError(
+            "The database is unavailable; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    return FoveaError("Internal database error")
+
+
+# PostgreSQL's SQLSTATEs for a connection lost or refused (class 08) and a server shutting
+# down or starting (57P01-57P03); SQLite's result codes for a database busy or locked.
+_PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03")
+_SQLITE_BUSY_OR_LOCKED = (5, 6)
+
+
+def _is_unavailable(error: SQLAlchemyError) -> bool:
+    if isinstance(error, DisconnectionError | PoolTimeout):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    cause = error.orig
+    if not isinstance(error, OperationalError | InterfaceError) or cause is None:
+        return False
+    if hasattr(cause, "sqlite_errorcode"):
+        return int(cause.sqlite_errorcode) & 0xFF in _SQLITE_BUSY_OR_LOCKED
+    if hasattr(cause, "sqlstate"):  # psycopg: None when the connection itself failed
+        state = cause.sqlstate
+        return state is None or str(state).startswith(_PG_UNAVAILABLE)
+    return False
 
 
 def alembic_config(url: str | URL | None = None) -> Config:

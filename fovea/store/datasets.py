@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from fovea.errors import ConflictError, NotFoundError
+from fovea.store.clock import Clock, utcnow
 from fovea.store.database import Database
 from fovea.store.tables import BATCH_ACTIVE_STATUSES, BatchRecord, DatasetRecord
 from fovea.store.transaction import transaction
@@ -62,9 +63,7 @@ def not_found(dataset_id: str) -> NotFoundError:
 
 
 class DatasetStore:
-    def __init__(
-        self, database: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, database: Database, clock: Clock = utcnow) -> None:
         self._database = database
         self._clock = clock
 
@@ -115,7 +114,8 @@ class DatasetStore:
             if ids:
                 query = query.where(DatasetRecord.id.in_(ids))
             if name_pattern:
-                query = query.where(DatasetRecord.name.contains(name_pattern, autoescape=True))
+                # Case-insensitive on PostgreSQL as on SQLite, whose LIKE ignores ASCII case.
+                query = query.where(DatasetRecord.name.icontains(name_pattern, autoescape=True))
             query = query.order_by(DatasetRecord.created_at.desc(), DatasetRecord.id.desc())
             records = session.scalars(query.offset(offset).limit(limit + 1)).all()
             return [_info(r) for r in records[:limit]], len(records) > limit

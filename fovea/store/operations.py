@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
 from fovea.errors import NotFoundError
+from fovea.store.clock import Clock, utcnow
 from fovea.store.database import Database
 from fovea.store.tables import OperationRecord
 from fovea.store.transaction import transaction
@@ -49,9 +49,7 @@ def _info(record: OperationRecord) -> OperationInfo:
 
 
 class OperationStore:
-    def __init__(
-        self, database: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, database: Database, clock: Clock = utcnow) -> None:
         self._database = database
         self._clock = clock
 

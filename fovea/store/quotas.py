@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, select
 
+from fovea.store.clock import Clock, utcnow
 from fovea.store.database import Database
 from fovea.store.tables import QuotaRecord
 from fovea.store.transaction import transaction
@@ -28,9 +28,7 @@ class Quota:
 
 
 class QuotaStore:
-    def __init__(
-        self, database: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, database: Database, clock: Clock = utcnow) -> None:
         self._database = database
         self._clock = clock
 

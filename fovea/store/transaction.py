@@ -8,19 +8,19 @@ from contextlib import contextmanager
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from fovea.errors import FoveaError
-from fovea.store.database import Database
+from fovea.store.database import Database, database_error
 
 
 @contextmanager
 def transaction(database: Database) -> Iterator[Session]:
     """Commit when the block ends normally, roll back otherwise; SQLAlchemy's failures become
-    a logged 500 (``FoveaError``) with the cause chained."""
+    ``database_error``'s: a 503 to retry when the database is unreachable or busy, else a
+    logged 500, with the cause chained."""
     session = database.session()
     try:
         with session.begin():
             yield session
     except SQLAlchemyError as error:
-        raise FoveaError("Internal database error") from error
+        raise database_error(error) from error
     finally:
         session.close()

@@ -167,9 +167,11 @@ class UsageStore:
         """The index of a record's time bucket counted from ``start`` (records are >= start)."""
         created = UsageRecord.created_at
         if self._database.is_sqlite:
-            # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" in UTC; strftime('%s') reads that form
-            # as whole seconds, and integers divide as integers.
-            seconds = cast(func.strftime("%s", created), Integer) - int(start.timestamp())
+            # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" in UTC. strftime('%s') would round the
+            # fraction to milliseconds first (23:59:59.9996 is the next day): cut it off, and
+            # the integers divide as integers.
+            whole_seconds = func.substr(created, 1, len("YYYY-MM-DD HH:MM:SS"))
+            seconds = cast(func.strftime("%s", whole_seconds), Integer) - int(start.timestamp())
             return seconds // bucket_s
         seconds = func.extract("epoch", created - start)
         return cast(func.floor(seconds / bucket_s), Integer)

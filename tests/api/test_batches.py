@@ -11,8 +11,15 @@ import openai
 import pytest
 from fastapi.testclient import TestClient
 
+from fovea.settings import Settings
 from tests.conftest import Keys, png_data_url
 from tests.fakes import ScriptedEngine
+
+
+@pytest.fixture
+def fake_settings(fake_settings: Settings, migrated_database_url: str) -> Settings:
+    """Each test here runs on SQLite and on PostgreSQL."""
+    return fake_settings.model_copy(update={"database_url": migrated_database_url})
 
 
 def _client(client: TestClient, key: str) -> openai.OpenAI:
@@ -157,6 +164,23 @@ def test_malformed_lines_go_to_the_error_file(client: TestClient, editor: Keys) 
     bad_image = errors[6]["response"]
     assert bad_image["status_code"] == 400  # type: ignore[index]
     assert errors[6]["custom_id"] == "badimage"
+
+
+def test_a_custom_id_too_long_to_keep_is_one_failed_line(client: TestClient, editor: Keys) -> None:
+    """Over 512 characters the id cannot be stored (PostgreSQL enforces the column's length):
+    the line fails on its own, the batch goes on."""
+    api = _client(client, editor.api_key)
+    lines: list[object] = [_line("ok", "fine"), _line("x" * 600, "too long an id")]
+    batch = api.batches.create(
+        input_file_id=_upload(api, lines), endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    done = _wait(api, batch.id, ("completed", "failed"))
+    assert done.status == "completed"
+    assert done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (1, 1)
+    (error,) = _jsonl(api, done.error_file_id)
+    assert error["custom_id"] is None
+    assert "custom_id" in error["error"]["message"]  # type: ignore[index]
 
 
 def test_a_file_that_is_not_jsonl_fails_the_batch(client: TestClient, editor: Keys) -> None:

@@ -24,6 +24,12 @@ from tests.fakes import ScriptedEngine
 MiB = 1024 * 1024
 
 
+@pytest.fixture
+def fake_settings(fake_settings: Settings, migrated_database_url: str) -> Settings:
+    """Each test here runs on SQLite and on PostgreSQL."""
+    return fake_settings.model_copy(update={"database_url": migrated_database_url})
+
+
 def _api(client: TestClient, key: str) -> openai.OpenAI:
     return openai.OpenAI(
         api_key=key, base_url="http://testserver/v1", http_client=client, max_retries=0

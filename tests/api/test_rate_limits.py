@@ -69,6 +69,14 @@ def test_requests_per_minute_over_the_limit_get_429_and_lifting_it_applies(
     assert "x-ratelimit-limit-requests" not in lifted.headers
 
 
+def test_a_limit_too_large_to_store_is_refused(keys: Keys, operator: CliRunner) -> None:
+    result = operator.invoke(
+        cli, ["quota", "set", "--folder", keys.folder_id, "--rpm", "3" + "0" * 9]
+    )
+    assert result.exit_code != 0
+    assert "2147483647" in result.output
+
+
 def test_tokens_per_minute_over_the_limit_get_429(
     client: TestClient, keys: Keys, operator: CliRunner
 ) -> None:

@@ -1,4 +1,5 @@
-"""Usage records: chat and batch traffic from two folders, read back over HTTP and the CLI."""
+"""Usage records: chat and batch traffic from two folders, read back over HTTP and the CLI, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ from tests.conftest import auth, make_keys, png_data_url
 from tests.fakes import ScriptedEngine
 
 USAGE = "/v1/organization/usage/completions"
+
+
+@pytest.fixture
+def fake_settings(fake_settings: Settings, migrated_database_url: str) -> Settings:
+    """Each test here runs on SQLite and on PostgreSQL."""
+    return fake_settings.model_copy(update={"database_url": migrated_database_url})
 
 
 def _chat(client: TestClient, key: str, text: str, **extra: Any) -> dict[str, Any]:
@@ -143,6 +150,7 @@ def test_usage_of_two_folders_reads_back_exactly_over_http_and_the_cli(
         last = _chat(client, other_key, "one more before the stop")
 
     monkeypatch.setenv("FOVEA_HOME", str(fake_settings.home))
+    monkeypatch.setenv("FOVEA_DATABASE_URL", fake_settings.sqlalchemy_url)
     result = CliRunner().invoke(cli, ["usage", "--by", "folder", "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["folder"]: row for row in json.loads(result.output)}

@@ -291,6 +291,11 @@ def test_bad_dataset_and_batch_requests_get_clear_grpc_errors(node: Node, tmp_pa
         wrong_format = refused(stub.Create, create(task_type=IMAGE_TASK, upload_format="csv"))
         assert wrong_format.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "jsonlines" in (wrong_format.details() or "")
+        long_name = refused(
+            stub.Create, create(name="n" * 256, task_type=IMAGE_TASK, upload_format="jsonlines")
+        )
+        assert long_name.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 255" in (long_name.details() or "")
 
         draft = stub.Create(
             create(task_type=IMAGE_TASK, upload_format="jsonlines"), metadata=metadata

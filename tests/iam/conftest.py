@@ -1,4 +1,5 @@
-"""Fixtures for IAM tests: a migrated SQLite file per test and a clock the test moves."""
+"""Fixtures for IAM tests: a migrated database per test (SQLite and PostgreSQL) and a clock the
+test moves."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def database(db_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{db_path}")
+def database(migrated_database_url: str) -> Iterator[Database]:
+    db = Database(migrated_database_url)
     db.migrate()
     yield db
     db.dispose()

@@ -23,6 +23,7 @@ from fovea.iam import (
 )
 from fovea.iam.apikeys import hash_secret, parse_api_key
 from fovea.store import Database
+from tests.conftest import SQLITE_ONLY
 
 if TYPE_CHECKING:
     from tests.iam.conftest import FakeClock
@@ -157,6 +158,7 @@ def test_bootstrap_adopts_an_existing_folder_and_account(iam: IamService) -> Non
     assert (got_folder.id, got_account.id) == (folder.id, account.id)
 
 
+@SQLITE_ONLY  # reads the database's files
 def test_secrets_are_never_stored_in_plaintext(
     iam: IamService, database: Database, db_path: Path
 ) -> None:
@@ -172,8 +174,8 @@ def test_secrets_are_never_stored_in_plaintext(
         assert hash_secret(parsed.secret).encode() in stored
 
 
-def test_state_survives_reopening_the_database(db_path: Path) -> None:
-    url = f"sqlite:///{db_path}"
+def test_state_survives_reopening_the_database(database_url: str) -> None:
+    url = database_url
     first = Database(url)
     first.migrate()
     _, _, key = IamService(first).bootstrap()
@@ -188,8 +190,8 @@ def test_state_survives_reopening_the_database(db_path: Path) -> None:
         second.dispose()
 
 
-def test_database_errors_are_translated(tmp_path: Path) -> None:
-    unmigrated = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+def test_database_errors_are_translated(database_url: str) -> None:
+    unmigrated = Database(database_url)
     try:
         with pytest.raises(FoveaError, match=r"^Internal database error$") as caught:
             IamService(unmigrated).list_folders()

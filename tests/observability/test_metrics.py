@@ -27,9 +27,9 @@ from fovea.errors import FoveaError
 from fovea.iam.types import Principal
 from fovea.observability.metrics import Metrics
 from fovea.protocol.chat import ChatCompletionRequest
-from fovea.services.batch_store import BatchStore, LineEntry, LineResult
 from fovea.services.chat_events import CompletionStatus, FinishedCompletion, RequestContext
 from fovea.settings import Settings
+from fovea.store.batches import BatchStore, LineEntry, LineResult
 from tests.conftest import Keys, auth, make_keys, png_data_url
 from tests.fakes import IMAGE_TOKENS, ScriptedEngine
 from tests.observability.scrape import Scrape

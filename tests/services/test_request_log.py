@@ -1,12 +1,11 @@
-"""The request log's retention sweep and writer, on a real SQLite file and a clock the test
-moves."""
+"""The request log's retention sweep and writer, on a real database (SQLite and PostgreSQL) and
+a clock the test moves."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from anyio import to_thread
@@ -35,8 +34,8 @@ class WatchedStore(RequestLogStore):
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'fovea.db'}")
+def database(migrated_database_url: str) -> Iterator[Database]:
+    database = Database(migrated_database_url)
     database.migrate()
     yield database
     database.dispose()

@@ -3,15 +3,13 @@ dropped once answered when the client opted out of logging."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fovea.iam.service import IamService
 from fovea.store.database import Database
 from fovea.store.operations import OperationKind, OperationStore
 
 
-def test_an_opted_out_request_is_dropped_once_answered(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'fovea.db'}")
+def test_an_opted_out_request_is_dropped_once_answered(database_url: str) -> None:
+    database = Database(database_url)
     database.migrate()
     folder, _, _ = IamService(database).bootstrap()
     store = OperationStore(database)

@@ -1,4 +1,5 @@
-"""The database handle and the migrations: schema, SQLite settings, idempotence."""
+"""The database handle and the migrations: schema, SQLite settings, idempotence; on SQLite and
+on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from fovea.store import Base, Database
+from fovea.store.audit import CLI_ACTOR, AuditAction, AuditFilter, AuditStore
 from fovea.store.database import alembic_config
 from fovea.store.tables import FolderRecord, ServiceAccountRecord
+from tests.conftest import SQLITE_ONLY
 
 IAM_TABLES = {"folders", "service_accounts", "role_bindings", "api_keys"}
 
@@ -26,8 +29,8 @@ def sqlite_url(path: Path) -> str:
 
 
 @pytest.fixture
-def database(tmp_path: Path):
-    db = Database(sqlite_url(tmp_path / "fovea.db"))
+def database(database_url: str):
+    db = Database(database_url)
     db.migrate()
     yield db
     db.dispose()
@@ -48,8 +51,8 @@ def test_migrations_create_exactly_the_declared_schema(database: Database) -> No
     assert schema_differences(database) == []
 
 
-def test_schema_comparison_would_notice_a_missing_table(tmp_path: Path) -> None:
-    empty = Database(sqlite_url(tmp_path / "empty.db"))
+def test_schema_comparison_would_notice_a_missing_table(database_url: str) -> None:
+    empty = Database(database_url)
     try:
         assert schema_differences(empty) != []
     finally:
@@ -71,6 +74,42 @@ def test_downgrade_and_upgrade_round_trip(database: Database) -> None:
     assert schema_differences(database) == []
 
 
+def test_a_database_at_the_first_revision_upgrades_keeping_its_rows(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "0001")
+    older = Database(database_url)
+    with older.session() as session, session.begin():
+        session.add(
+            FolderRecord(id="b1g2", name="kept", description="", created_at=datetime.now(UTC))
+        )
+    older.dispose()
+    upgraded = Database(database_url)
+    try:
+        upgraded.migrate()
+        assert schema_differences(upgraded) == []
+        with upgraded.session() as session:
+            assert session.get_one(FolderRecord, "b1g2").name == "kept"
+    finally:
+        upgraded.dispose()
+
+
+def test_ids_the_database_numbers_count_up(database: Database) -> None:
+    audit = AuditStore(database)
+    with database.session() as session, session.begin():
+        for action in (AuditAction.FOLDER_CREATE, AuditAction.KEY_CREATE):
+            audit.append(
+                session,
+                at=datetime.now(UTC),
+                actor=CLI_ACTOR,
+                action=action,
+                folder_id=None,
+                target_id=None,
+                details={},
+            )
+    first, second = audit.list(AuditFilter())
+    assert second.id > first.id > 0
+
+
+@SQLITE_ONLY
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(database: Database) -> None:
     with database.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -111,8 +150,8 @@ def test_timestamps_come_back_timezone_aware_in_utc(database: Database) -> None:
     assert stored.utcoffset() == timedelta(0)
 
 
-def test_state_survives_reopening(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "fovea.db")
+def test_state_survives_reopening(database_url: str) -> None:
+    url = database_url
     first = Database(url)
     first.migrate()
     with first.session() as session, session.begin():
@@ -129,8 +168,8 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
         second.dispose()
 
 
-def test_concurrent_first_migrations_do_not_collide(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "fovea.db")
+def test_concurrent_first_migrations_do_not_collide(database_url: str) -> None:
+    url = database_url
     handles = [Database(url) for _ in range(4)]
     failures: list[BaseException] = []
 
@@ -151,6 +190,15 @@ def test_concurrent_first_migrations_do_not_collide(tmp_path: Path) -> None:
     finally:
         for db in handles:
             db.dispose()
+
+
+def test_a_plain_postgresql_url_works(postgres_url: str) -> None:
+    database = Database(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        database.migrate()
+        assert schema_differences(database) == []
+    finally:
+        database.dispose()
 
 
 def test_migrations_render_as_postgresql() -> None:

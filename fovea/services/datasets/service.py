@@ -31,6 +31,7 @@ from fovea.store.datasets import DatasetInfo, DatasetStatus, DatasetStore, not_f
 from fovea.store.operations import OperationInfo, OperationKind, OperationStore
 
 MAX_PARTS = 10_000
+MAX_NAME_CHARS = 255  # the datasets table's column (PostgreSQL refuses longer)
 MAX_PAGE_SIZE = 1000
 WRITE_BYTES = 1024 * 1024
 # Validate waits this long before answering, so a small dataset's operation is done at once.
@@ -75,6 +76,7 @@ class DatasetService:
         self, principal: Principal, folder_id: str, fields: DatasetFields
     ) -> DatasetInfo:
         folder = await self._access.named_folder(principal, folder_id, Permission.FILES_WRITE)
+        _check_name(fields.name)
         if fields.task_type not in TASK_TYPES:
             raise InvalidRequestError(
                 f"Unsupported task_type {fields.task_type!r}; use one of {', '.join(TASK_TYPES)}",
@@ -144,6 +146,8 @@ class DatasetService:
         labels: dict[str, str] | None,
     ) -> DatasetInfo:
         folder = await self._access.named_folder(principal, "", Permission.FILES_WRITE)
+        if name is not None:
+            _check_name(name)
         values = {
             key: value
             for key, value in (("name", name), ("description", description), ("labels", labels))
@@ -428,3 +432,10 @@ def _join(parts: list[Path], etags: list[str], target: Path) -> None:
                     param="uploaded_parts",
                 )
         sync_file(sink)
+
+
+def _check_name(name: str) -> None:
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidRequestError(
+            f"name is {len(name)} characters long; at most {MAX_NAME_CHARS}", param="name"
+        )

@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.errors import FoveaError
-from fovea.protocol.batches import BatchInputLine
-from fovea.services.batch_store import LineEntry
+from fovea.protocol.batches import CUSTOM_ID_MAX, BatchInputLine
 from fovea.services.datasets.rows import dataset_row_to_chat_body
+from fovea.store.batches import LineEntry
 
 MAX_ERRORS_KEPT = 10
 
@@ -68,7 +68,9 @@ def _check_line(
 def _check_request_line(
     value: dict[str, Any], number: int, endpoint: str, seen: set[str]
 ) -> tuple[str | None, dict[str, Any] | None]:
-    custom_id = value.get("custom_id") if isinstance(value.get("custom_id"), str) else None
+    # A line refused for its custom_id still reports the id when it can be kept as one.
+    raw_id = value.get("custom_id")
+    custom_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= CUSTOM_ID_MAX else None
     try:
         line = BatchInputLine.model_validate(value)
     except ValidationError as exc:

@@ -19,12 +19,12 @@ from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
 from fovea.protocol.batches import BatchCompletionOptions, CreateBatchRequest
 from fovea.services.access import AccessControl
-from fovea.services.batch_runner import BatchRunner
-from fovea.services.batch_store import BatchInfo, BatchStore, LineResult
-from fovea.services.batches import BatchService
+from fovea.services.batches.runner import BatchRunner
+from fovea.services.batches.service import BatchService
 from fovea.services.catalog import Catalog, parse_model_uri
 from fovea.services.datasets.validation import REQUEST_TASK_TYPES, RESULTS
 from fovea.services.files import FileService
+from fovea.store.batches import BatchInfo, BatchStore, LineResult
 from fovea.store.datasets import DatasetInfo, DatasetStatus, DatasetStore
 from fovea.store.operations import OperationInfo, OperationKind, OperationStore
 

@@ -11,7 +11,6 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,12 +23,13 @@ from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam.apikeys import GENERATION_SCOPES
 from fovea.iam.types import Principal
 from fovea.protocol.chat import ChatCompletionRequest
-from fovea.services.batch_input import check_input, raw_lines, read_line
-from fovea.services.batch_store import BatchInfo, BatchStore, LineRef, LineResult
+from fovea.services.batches.input import check_input, raw_lines, read_line
 from fovea.services.chat import ChatService
 from fovea.services.chat_events import RequestContext
 from fovea.services.datasets.rows import dataset_result_row, dataset_row_to_chat_body
 from fovea.services.files import FileService
+from fovea.store.batches import BatchInfo, BatchStore, LineRef, LineResult
+from fovea.store.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class BatchRunner:
         if batch.status == "validating":
             await self._validate(batch)
         elif batch.status == "in_progress":
-            if _now() >= batch.expires_at:
+            if utcnow() >= batch.expires_at:
                 await self._close(batch, "expired")
             else:
                 await self._run_lines(batch)
@@ -122,7 +122,7 @@ class BatchRunner:
                 if asyncio.get_running_loop().time() - checked >= self._poll_s:
                     # A cancel or the window's end is noticed within a poll interval.
                     current = await to_thread.run_sync(self._store.reload, batch.id)
-                    if current.status != "in_progress" or _now() >= current.expires_at:
+                    if current.status != "in_progress" or utcnow() >= current.expires_at:
                         break
                     checked = asyncio.get_running_loop().time()
                 if not queued:
@@ -224,10 +224,6 @@ class BatchRunner:
 
         name = f"{batch.id}_{kind}.jsonl"
         return self._files.create_stored(batch.folder_id, name, "batch_output", write).id
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _request_body(batch: BatchInfo, raw: bytes, line_number: int) -> dict[str, Any]:

@@ -4,14 +4,15 @@ as it happens, so a killed server resumes where it stopped. Synchronous: call of
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 
 from fovea.errors import ConflictError, InvalidRequestError, NotFoundError
+from fovea.store.clock import Clock, utcnow
 from fovea.store.database import Database
 from fovea.store.tables import BATCH_ACTIVE_STATUSES, BatchLineRecord, BatchRecord
 from fovea.store.transaction import transaction
@@ -89,12 +90,10 @@ def _info(record: BatchRecord) -> BatchInfo:
     return BatchInfo(**{name: getattr(record, name) for name in _INFO_FIELDS})
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class BatchStore:
-    def __init__(self, database: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    """Batches and their lines: each call is one transaction (``results`` one per page)."""
+
+    def __init__(self, database: Database, clock: Clock = utcnow) -> None:
         self._database = database
         self._clock = clock
 
@@ -113,12 +112,12 @@ class BatchStore:
             expires_at=now + window,
             **values,
         )
-        with self._session() as session:
+        with transaction(self._database) as session:
             session.add(record)
         return _info(record)
 
     def get(self, batch_id: str, folder_id: str) -> BatchInfo:
-        with self._session() as session:
+        with transaction(self._database) as session:
             record = session.get(BatchRecord, batch_id)
             if record is None or record.folder_id != folder_id:
                 raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
@@ -127,7 +126,7 @@ class BatchStore:
     def list_batches(
         self, folder_id: str, *, after: str | None, limit: int
     ) -> tuple[list[BatchInfo], bool]:
-        with self._session() as session:
+        with transaction(self._database) as session:
             query = select(BatchRecord).where(BatchRecord.folder_id == folder_id)
             if after is not None:
                 anchor = session.get(BatchRecord, after)
@@ -141,7 +140,7 @@ class BatchStore:
             return [_info(r) for r in records[:limit]], len(records) > limit
 
     def request_cancel(self, batch_id: str, folder_id: str) -> BatchInfo:
-        with self._session() as session:
+        with transaction(self._database) as session:
             record = session.get(BatchRecord, batch_id)
             if record is None or record.folder_id != folder_id:
                 raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
@@ -156,7 +155,7 @@ class BatchStore:
 
     def delete(self, batch_id: str, folder_id: str) -> None:
         """Forget a finished batch and its lines (its files stay in the Files API)."""
-        with self._session() as session:
+        with transaction(self._database) as session:
             record = session.get(BatchRecord, batch_id)
             if record is None or record.folder_id != folder_id:
                 raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
@@ -172,12 +171,12 @@ class BatchStore:
     # -- the runner's side -------------------------------------------------------------------
 
     def active(self) -> list[BatchInfo]:
-        with self._session() as session:
+        with transaction(self._database) as session:
             query = select(BatchRecord).where(BatchRecord.status.in_(ACTIVE))
             return [_info(r) for r in session.scalars(query.order_by(BatchRecord.created_at))]
 
     def reload(self, batch_id: str) -> BatchInfo:
-        with self._session() as session:
+        with transaction(self._database) as session:
             record = session.get(BatchRecord, batch_id)
             if record is None:
                 raise NotFoundError(f"No such Batch object: {batch_id}")
@@ -187,7 +186,7 @@ class BatchStore:
         """Record the validated lines and start the batch (unless it was cancelled meanwhile)."""
         now = self._clock()
         failed = sum(1 for line in lines if line.error is not None)
-        with self._session() as session:
+        with transaction(self._database) as session:
             session.execute(delete(BatchLineRecord).where(BatchLineRecord.batch_id == batch_id))
             session.add_all(_line_record(batch_id, line, now) for line in lines)
             record = session.get(BatchRecord, batch_id)
@@ -197,13 +196,13 @@ class BatchStore:
                 record.status, record.in_progress_at = "in_progress", now
 
     def fail(self, batch_id: str, errors: list[dict[str, Any]]) -> None:
-        with self._session() as session:
+        with transaction(self._database) as session:
             record = session.get(BatchRecord, batch_id)
             assert record is not None
             record.status, record.failed_at, record.errors = "failed", self._clock(), errors
 
     def pending_lines(self, batch_id: str, *, skip: set[int], limit: int) -> list[LineRef]:
-        with self._session() as session:
+        with transaction(self._database) as session:
             query = (
                 select(BatchLineRecord)
                 .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending")
@@ -217,7 +216,7 @@ class BatchStore:
         """One line's outcome and the batch's counters, in one transaction; a line already
         finished (by a run before a crash) is left as it is."""
         counter = BatchRecord.completed if result.status == "completed" else BatchRecord.failed
-        with self._session() as session:
+        with transaction(self._database) as session:
             changed = session.execute(
                 update(BatchLineRecord)
                 .where(
@@ -231,8 +230,8 @@ class BatchStore:
                     error=result.error,
                     completed_at=self._clock(),
                 )
-            ).rowcount
-            if changed:
+            )
+            if cast(CursorResult[Any], changed).rowcount:
                 session.execute(
                     update(BatchRecord)
                     .where(BatchRecord.id == batch_id)
@@ -241,7 +240,7 @@ class BatchStore:
 
     def failed_lines(self, batch_id: str, limit: int) -> list[LineResult]:
         """The first ``limit`` failed lines, in input order."""
-        with self._session() as session:
+        with transaction(self._database) as session:
             rows = session.scalars(
                 select(BatchLineRecord)
                 .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "failed")
@@ -254,7 +253,7 @@ class BatchStore:
 
     def close_pending(self, batch_id: str, status: str) -> None:
         """Every line still pending becomes ``status`` (cancelled or expired)."""
-        with self._session() as session:
+        with transaction(self._database) as session:
             session.execute(
                 update(BatchLineRecord)
                 .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending")
@@ -262,7 +261,7 @@ class BatchStore:
             )
 
     def count_pending(self, batch_id: str) -> int:
-        with self._session() as session:
+        with transaction(self._database) as session:
             query = select(func.count()).where(
                 BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending"
             )
@@ -271,7 +270,7 @@ class BatchStore:
     def unfinished_lines(self) -> dict[str, int]:
         """Lines of the batches not yet finished, by state (what /metrics shows): one GROUP BY
         over the (batch_id, status) index, never the history of finished batches."""
-        with self._session() as session:
+        with transaction(self._database) as session:
             rows = session.execute(
                 select(BatchLineRecord.status, func.count())
                 .join(BatchRecord, BatchRecord.id == BatchLineRecord.batch_id)
@@ -284,7 +283,7 @@ class BatchStore:
         stamp = f"{status}_at"
         if stamp in _INFO_FIELDS:
             values[stamp] = self._clock()
-        with self._session() as session:
+        with transaction(self._database) as session:
             session.execute(
                 update(BatchRecord)
                 .where(BatchRecord.id == batch_id)
@@ -295,7 +294,7 @@ class BatchStore:
         """Every finished line, in input order (read in pages, never all at once)."""
         last = 0
         while True:
-            with self._session() as session:
+            with transaction(self._database) as session:
                 rows = session.scalars(
                     select(BatchLineRecord)
                     .where(
@@ -313,9 +312,6 @@ class BatchStore:
                 return
             yield from page
             last = page[-1].line_number
-
-    def _session(self) -> Any:
-        return transaction(self._database)
 
 
 def _line_record(batch_id: str, line: LineEntry, now: datetime) -> BatchLineRecord:

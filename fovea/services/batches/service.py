@@ -13,12 +13,12 @@ from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
 from fovea.protocol import batches as wire
 from fovea.services.access import AccessControl
-from fovea.services.batch_input import raw_lines
-from fovea.services.batch_runner import BatchRunner
-from fovea.services.batch_store import COMPLETION_WINDOWS, BatchInfo, BatchStore
+from fovea.services.batches.input import raw_lines
+from fovea.services.batches.runner import BatchRunner
 from fovea.services.catalog import parse_model_uri
 from fovea.services.datasets.rows import detect_format
 from fovea.services.files import FileService
+from fovea.store.batches import COMPLETION_WINDOWS, BatchInfo, BatchStore
 
 ENDPOINTS = ("/v1/chat/completions",)
 MAX_METADATA_KEYS = 16
