@@ -121,6 +121,12 @@ class ChatRun:
         finally:
             await self.aclose()
 
+    def _text(self) -> str:
+        """The answer so far, joined once."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
     def _seen(self, chunk: GenerationChunk) -> None:
         self._last = chunk
         if chunk.text:
@@ -148,7 +154,7 @@ class ChatRun:
                 context=self._context,
                 status=self._status,
                 usage=self._last.usage,
-                text="".join(self._parts),
+                text=self._text(),
                 finish_reason=self._last.finish_reason,
                 error=self._error,
             ),
@@ -164,7 +170,7 @@ class ChatRun:
             model=self.model_uri,
             choices=[
                 wire.Choice(
-                    message=wire.AssistantMessage(content="".join(self._parts)),
+                    message=wire.AssistantMessage(content=self._text()),
                     finish_reason=self._last.finish_reason or "stop",
                 )
             ],
@@ -209,6 +215,7 @@ class _Timing:
     started_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
     first_at: float | None = None
+    images: int = 0
 
     def finished(
         self,
@@ -234,7 +241,7 @@ class _Timing:
             request=body,
             status=status,
             usage=usage,
-            images=count_images(body),
+            images=self.images,
             started_at=self.started_at,
             ttft_s=None if self.first_at is None else self.first_at - self.started,
             duration_s=now - self.started,
@@ -320,7 +327,7 @@ class ChatService:
             log.info("ignoring unknown request fields: %s", names)
         target = await self._target(principal, body.model, header_folder)
         model, engine, folder_id = target.model, target.engine, target.folder_id
-        _check_capabilities(body, model, engine.capabilities, self._images)
+        timing.images = _check_capabilities(body, model, engine.capabilities, self._images)
         admission = self._quotas.admit(
             principal, folder_id, interactive=priority == Priority.INTERACTIVE
         )
@@ -490,7 +497,7 @@ def _failed_status(error: BaseException) -> CompletionStatus | None:
     return None
 
 
-def count_images(body: wire.ChatCompletionRequest) -> int:
+def _count_images(body: wire.ChatCompletionRequest) -> int:
     return sum(
         isinstance(part, wire.ImageContentPart)
         for message in body.messages
@@ -544,7 +551,8 @@ def _check_capabilities(
     model: ResolvedModel,
     capabilities: Capabilities,
     images: ImageIntake,
-) -> None:
+) -> int:
+    """Refuses what the model cannot do; returns the number of images."""
     name = model.deployment.name
     if body.n > capabilities.max_n:
         raise InvalidRequestError(
@@ -556,12 +564,13 @@ def _check_capabilities(
             f"Model {name} does not support tools; remove 'tools' or set tool_choice to 'none'",
             param="tools",
         )
-    n_images = count_images(body)
+    n_images = _count_images(body)
     if n_images and not capabilities.vision:
         raise InvalidRequestError(f"Model {name} does not accept images", param="messages")
     check_image_count(
         n_images, limits=images.limits, model_max=capabilities.max_images, model_name=name
     )
+    return n_images
 
 
 def _response_format(value: wire.ResponseFormat | None) -> ResponseFormat:

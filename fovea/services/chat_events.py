@@ -60,6 +60,14 @@ class FinishedCompletion:
     error: str | None = None
 
     @property
+    def key_id(self) -> str:
+        """The API key the completion was asked with; empty for work no key started directly
+        (batch lines and deferred completions run under principals named "batch:<id>" and
+        "operation:<id>")."""
+        key_id = self.principal.key_id
+        return "" if ":" in key_id else key_id
+
+    @property
     def is_batch(self) -> bool:
         return self.context.batch_id is not None
 

@@ -14,6 +14,7 @@ issue 11 shares it across replicas.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -127,12 +128,12 @@ class RateLimiter:
         await self._tasks.aclose()
 
     def quota(self, folder_id: str, key_id: str = FOLDER_WIDE) -> Quota:
-        found = self._quotas.get((folder_id, key_id))
-        if found is not None:
-            return found
-        if key_id == FOLDER_WIDE:
-            return Quota(folder_id, concurrent=self._default_concurrent)
-        return Quota(folder_id, key_id)
+        """The limits that apply: a folder's concurrency is the server's default unless its
+        quota sets one (a quota of rates alone does not lift it)."""
+        found = self._quotas.get((folder_id, key_id)) or Quota(folder_id, key_id)
+        if key_id == FOLDER_WIDE and found.concurrent is None:
+            return dataclasses.replace(found, concurrent=self._default_concurrent)
+        return found
 
     # -- admission -------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ class RateLimiter:
         levels = [(folder_id, FOLDER_WIDE)]
         if (folder_id, principal.key_id) in self._quotas:  # a key with a quota of its own
             levels.append((folder_id, principal.key_id))
-        scopes = [(self._scope(key, now), self.quota(*key)) for key in levels]
+        scopes = [self._scope(key, now) for key in levels]
         for scope, quota in scopes:
             self._check(scope, quota, interactive, now)
         for scope, _ in scopes:
@@ -170,23 +171,21 @@ class RateLimiter:
             return
         tokens = usage.prompt_tokens + usage.completion_tokens
         now = self._clock()
-        for key in (
-            (completion.folder_id, FOLDER_WIDE),
-            (completion.folder_id, completion.principal.key_id),
-        ):
+        for key in ((completion.folder_id, FOLDER_WIDE), (completion.folder_id, completion.key_id)):
             scope = self._scopes.get(key)
             if scope is not None and scope.tokens is not None:
                 scope.tokens.refill(now)
                 scope.tokens.level -= tokens
 
-    def _scope(self, key: tuple[str, str], now: float) -> _Scope:
+    def _scope(self, key: tuple[str, str], now: float) -> tuple[_Scope, Quota]:
+        """What ``key`` has used, its buckets refilled to ``now``, and its quota."""
         scope = self._scopes.get(key)
         if scope is None:
             scope = self._scopes[key] = _Scope()
         quota = self.quota(*key)
         scope.requests = _resized(scope.requests, quota.requests_per_minute, now)
         scope.tokens = _resized(scope.tokens, quota.tokens_per_minute, now)
-        return scope
+        return scope, quota
 
     def _check(self, scope: _Scope, quota: Quota, interactive: bool, now: float) -> None:
         who = (

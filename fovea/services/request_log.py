@@ -153,14 +153,12 @@ def _entries(completions: list[FinishedCompletion]) -> list[RequestLogEntry]:
 
 def entry(completion: FinishedCompletion) -> RequestLogEntry:
     """What is stored of a completion (hashes its images: call off the event loop)."""
-    principal = completion.principal
     usage = completion.usage
     return RequestLogEntry(
         request_id=completion.context.request_id,
         created_at=datetime.fromtimestamp(completion.started_at, UTC),
         folder_id=completion.folder_id,
-        # Batch lines and deferred completions run under a principal made for them.
-        key_id="" if ":" in principal.key_id else principal.key_id,
+        key_id=completion.key_id,
         model_uri=completion.model_uri,
         status=completion.status.value,
         request=stored_request(completion),

@@ -31,15 +31,12 @@ log = logging.getLogger(__name__)
 def usage_row(completion: FinishedCompletion) -> UsageRow:
     usage = completion.usage
     principal = completion.principal
-    # Batch lines and deferred completions run under a principal made for them ("batch:<id>"),
-    # not under a key: their records name no key.
-    key_id = "" if ":" in principal.key_id else principal.key_id
     return UsageRow(
         created_at=datetime.fromtimestamp(completion.started_at + completion.duration_s, UTC),
         request_id=completion.context.request_id,
         folder_id=completion.folder_id,
         service_account_id=principal.service_account_id,
-        key_id=key_id,
+        key_id=completion.key_id,
         model_uri=completion.model_uri,
         model=completion.model,
         branch=completion.branch,

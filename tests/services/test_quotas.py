@@ -130,3 +130,11 @@ def test_a_changed_quota_applies_to_the_next_request() -> None:
     limiter.apply([Quota("folder", concurrent=1)])
     with pytest.raises(RateLimitError, match="1 generations in flight"):
         limiter.admit(BOB, "folder", interactive=True)
+
+
+def test_a_quota_of_rates_alone_keeps_the_default_concurrency() -> None:
+    """`fovea quota set --rpm 100` on a folder does not lift the server's concurrency limit."""
+    limiter, _ = _limiter(Quota("folder", requests_per_minute=100), default_concurrent=1)
+    limiter.admit(ALICE, "folder", interactive=True)
+    with pytest.raises(RateLimitError, match="1 generations in flight"):
+        limiter.admit(BOB, "folder", interactive=True)
