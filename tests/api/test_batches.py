@@ -306,6 +306,10 @@ def test_lines_left_at_expiry_are_reported_expired(client: TestClient, editor: K
         input_file_id=_upload(api, lines), endpoint="/v1/chat/completions", completion_window="24h"
     )
     _until_completed(api, batch.id, 1)
+    # From now on a line takes minutes: the expiry, noticed within the runner's poll (1 s),
+    # comes before the rest (it raced them when a line took 0.2 s).
+    for engine in ScriptedEngine.instances:
+        engine.delay_s = 60
     with editor.database.session() as session, session.begin():
         record = session.get(BatchRecord, batch.id)
         assert record is not None
