@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fovea.errors import DatabaseUnavailableError, FoveaError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_WAIT_MS = 120_000  # for another process's migration to finish (SQLite)
 MIGRATION_LOCK_KEY = 0x666F766561  # PostgreSQL advisory lock of migrations: b"fovea"
 CONNECT_TIMEOUT_S = 3
 RETRY_AFTER_S = 2
@@ -77,7 +78,9 @@ class Database:
             with self.engine.connect() as connection:
                 if self.is_sqlite:
                     # Take the write lock first so that two processes starting on a fresh file
-                    # run the migrations one after the other instead of both creating tables.
+                    # run the migrations one after the other instead of both creating tables;
+                    # waiting for another's whole migration may take longer than a query.
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
                 elif self.url.get_backend_name() == "postgresql":
                     # The same for replicas starting together: the first migrates, in one
@@ -86,8 +89,13 @@ class Database:
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
                     )
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-                connection.commit()
+                try:
+                    command.upgrade(config, "head")
+                    connection.commit()
+                finally:
+                    if self.is_sqlite:  # the pooled connection goes back to the usual wait
+                        connection.rollback()
+                        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         except SQLAlchemyError as exc:
             raise FoveaError(
                 f"Could not open or upgrade the database {self._safe_url}: {exc}"
