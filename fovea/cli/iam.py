@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from fovea.cli.times import parse_duration, parse_since, parse_time
 from fovea.errors import FoveaError
 from fovea.iam import ApiKeyInfo, CreatedKey, IamService
 from fovea.iam.apikeys import DEFAULT_SCOPES
@@ -54,8 +54,6 @@ SECRET_WARNING = (
 _ID_HEADERS = frozenset({"ID", "FOLDER", "SERVICE ACCOUNT"})
 _FOLDED_HEADERS = frozenset({"ROLE", "SCOPES", "DESCRIPTION"})
 ID_WIDTH = 20
-_DURATION_PATTERN = re.compile(r"(\d+)([smhdw])")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @contextmanager
@@ -260,7 +258,7 @@ def audit(
     as_json: AsJson = False,
 ) -> None:
     """Print the IAM audit log, oldest first: who (a key id, or cli) changed what, and when."""
-    start = None if since is None else _since(since)
+    start = None if since is None else parse_since(since)
     with _iam() as iam:
         entries = iam.audit_log(folder=folder, action=action, since=start, limit=limit, latest=True)
     if as_json:
@@ -277,12 +275,6 @@ def _audit_line(entry: AuditEntry) -> str:
         f"{entry.created_at.strftime('%Y-%m-%d %H:%M:%S')}Z  {entry.actor}  {entry.action}  "
         f"folder={entry.folder_id or '-'}  target={entry.target_id or '-'}  {details}"
     )
-
-
-def _since(text: str) -> datetime:
-    if _DURATION_PATTERN.fullmatch(text.strip()):
-        return datetime.now(UTC) - _parse_duration(text)
-    return _parse_time(text, "--since")
 
 
 # -- output ------------------------------------------------------------------------------
@@ -356,27 +348,7 @@ def _expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
     if expires_in is not None and expires_at is not None:
         raise typer.BadParameter("give --expires-in or --expires-at, not both")
     if expires_in is not None:
-        return datetime.now(UTC) + _parse_duration(expires_in)
+        return datetime.now(UTC) + parse_duration(expires_in, "--expires-in")
     if expires_at is not None:
-        return _parse_time(expires_at)
+        return parse_time(expires_at, "--expires-at")
     return None
-
-
-def _parse_duration(text: str) -> timedelta:
-    match = _DURATION_PATTERN.fullmatch(text.strip())
-    if match is None or int(match[1]) == 0:
-        raise typer.BadParameter(
-            f"{text!r} is not a lifetime such as 30d, 12h, 90m, 2w", param_hint="--expires-in"
-        )
-    return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
-
-
-def _parse_time(text: str, option: str = "--expires-at") -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO 8601 time such as 2030-01-31T12:00:00Z",
-            param_hint=option,
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

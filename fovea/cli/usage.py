@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fovea.cli.database import open_database
-from fovea.cli.iam import _parse_duration, _parse_time
+from fovea.cli.times import parse_since, parse_time
 from fovea.iam import IamService
 from fovea.store.usage import UsageFilter, UsageGroup, UsageStore, UsageTotals
 
@@ -70,8 +70,8 @@ def usage(
     if as_json and as_csv:
         raise typer.BadParameter("give --json or --csv, not both")
     now = datetime.now(UTC)
-    start = _since(since, now)
-    end = _parse_time(until) if until else now + timedelta(seconds=1)
+    start = parse_since(since)
+    end = parse_time(until, "--until") if until else now + timedelta(seconds=1)
     groups = list(dict.fromkeys(by or [By.FOLDER, By.MODEL]))
     per_day = By.DAY in groups
     if per_day:  # days are UTC calendar days
@@ -96,12 +96,6 @@ def usage(
 def _stores() -> Iterator[tuple[IamService, UsageStore]]:
     with open_database() as database:
         yield IamService(database), UsageStore(database)
-
-
-def _since(text: str, now: datetime) -> datetime:
-    if text and text[-1].isalpha() and text[:-1].isdigit():
-        return now - _parse_duration(text)
-    return _parse_time(text)
 
 
 def _row(total: UsageTotals, groups: list[By], start: datetime) -> dict[str, Any]:

@@ -217,3 +217,13 @@ def test_usage_needs_the_viewer_role(client: TestClient, keys: Any) -> None:
     response = client.get(USAGE, params={"start_time": 0}, headers=auth(keys.api_key))
     assert response.status_code == 403
     assert "ai.viewer" in response.json()["error"]["message"]
+
+
+def test_bad_usage_times_name_the_option_to_fix(
+    fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOVEA_HOME", str(fake_settings.home))
+    for args, option in ((["--since", "yesterday"], "--since"), (["--until", "soon"], "--until")):
+        result = CliRunner().invoke(cli, ["usage", *args])
+        assert result.exit_code == 2, result.output
+        assert option in result.output and "ISO 8601" in result.output
