@@ -179,6 +179,9 @@ class BatchRecord(Base):
     expired_at: Mapped[datetime | None]
     cancelling_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    # The replica validating or finalizing the batch, until when (several replicas' runners).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class BatchLineRecord(Base):
@@ -201,6 +204,9 @@ class BatchLineRecord(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     completed_at: Mapped[datetime | None]
+    # The replica answering the line, until when: an expired lease makes it free again.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class DatasetRecord(Base):
