@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # Batch lines in flight at once (queued in the engine behind interactive requests): enough
     # to fill every slot of a llama.cpp deployment (parallel) or several upstream replicas.
     batch_concurrency: int = Field(default=8, ge=1)
+    # Replicas' runners lease batch lines (and a batch's validation and finalization) this
+    # long, renewing at a third of it: a killed replica's lines go to another after it.
+    batch_lease_s: float = Field(default=30.0, gt=0)
     # One usage record per finished completion (``fovea usage``); off only to measure its cost.
     usage_records: bool = True
     model_load_wait_s: float = 30.0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +97,12 @@ class Services:
 EngineFactory = Callable[[DeploymentConfig, BranchConfig], Engine]
 
 
+def replica_id() -> str:
+    """This process among the replicas sharing one database: host, pid and a random tail (a
+    restarted process with a recycled pid is still another replica)."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 def build_services(
     settings: Settings,
     catalog_config: CatalogConfig,
@@ -150,6 +159,8 @@ def build_services(
         files=files,
         chat=chat,
         concurrency=settings.batch_concurrency,
+        owner=replica_id(),
+        lease_s=settings.batch_lease_s,
     )
     batch_store = BatchStore(database)
     batches = BatchService(store=batch_store, files=files, access=access, runner=runner)

@@ -9,6 +9,7 @@ Deleting removes the row first, then the bytes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import mimetypes
 import os
 import secrets
@@ -62,6 +63,12 @@ class FileContent:
 
 def new_file_id() -> str:
     return FILE_ID_PREFIX + secrets.token_hex(12)
+
+
+def derived_file_id(name: str) -> str:
+    """The id of a file written once whoever writes it (a batch's output, from its id): every
+    replica that writes it names the same file."""
+    return FILE_ID_PREFIX + hashlib.sha256(name.encode()).hexdigest()[:24]
 
 
 def check_purpose(purpose: str) -> str:
@@ -151,17 +158,31 @@ class FileService:
         return self._stored(self._store.get(file_id, folder_id))
 
     def create_stored(
-        self, folder_id: str, filename: str, purpose: str, write: Callable[[BinaryIO], None]
+        self,
+        folder_id: str,
+        filename: str,
+        purpose: str,
+        write: Callable[[BinaryIO], None],
+        *,
+        file_id: str | None = None,
     ) -> StoredFile:
-        """A new file of ``folder_id`` whose bytes ``write`` puts in the binary file it gets."""
+        """A new file of ``folder_id`` whose bytes ``write`` puts in the binary file it gets.
+
+        With ``file_id`` (a ``derived_file_id``) the file is written at most once: if it
+        exists already it is returned as it is, and ``write`` is not called."""
         check_purpose(purpose)
-        file_id = new_file_id()
-        staging = self._staging_path(folder_id, file_id)
+        if file_id is not None:
+            existing = self._store.find(file_id, folder_id)
+            if existing is not None:
+                return self._stored(existing)
+        file_id = file_id or new_file_id()
+        # A name of its own: two replicas writing one derived file never share a staging file.
+        staging = self._staging_path(folder_id, f"{file_id}.{secrets.token_hex(4)}")
         try:
             with _open_staging(staging) as sink:
                 write(sink)
                 sync_file(sink)
-            return self._publish(folder_id, file_id, filename, purpose)
+            return self._publish(folder_id, file_id, filename, purpose, staging)
         except BaseException:
             staging.unlink(missing_ok=True)
             raise
@@ -226,10 +247,17 @@ class FileService:
             sink.close()
         return upload
 
-    def _publish(self, folder_id: str, file_id: str, filename: str, purpose: str) -> StoredFile:
+    def _publish(
+        self,
+        folder_id: str,
+        file_id: str,
+        filename: str,
+        purpose: str,
+        staging: Path | None = None,
+    ) -> StoredFile:
         """Rename the staged bytes into place, then commit the row (blocking)."""
         path = self._root / folder_id / file_id
-        staging = self._staging_path(folder_id, file_id)
+        staging = staging or self._staging_path(folder_id, file_id)
         size = staging.stat().st_size
         os.replace(staging, path)
         _sync_dir(path.parent)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, or_, select, update
 
 from fovea.errors import ConflictError, InvalidRequestError, NotFoundError
 from fovea.store.clock import Clock, utcnow
@@ -182,18 +182,48 @@ class BatchStore:
                 raise NotFoundError(f"No such Batch object: {batch_id}")
             return _info(record)
 
-    def save_lines(self, batch_id: str, lines: Sequence[LineEntry]) -> None:
-        """Record the validated lines and start the batch (unless it was cancelled meanwhile)."""
+    def claim(self, batch_id: str, status: str, owner: str, lease_s: float) -> bool:
+        """Take (or renew) the batch's lease for work only one replica may do at a time
+        (validating, closing, finalizing) while it is still ``status``; False if another
+        replica's lease is live or the status has moved on."""
+        now = self._clock()
+        with transaction(self._database) as session:
+            changed = session.execute(
+                update(BatchRecord)
+                .where(
+                    BatchRecord.id == batch_id,
+                    BatchRecord.status == status,
+                    _free_or_mine(BatchRecord, owner, now),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
+            )
+            return bool(cast(CursorResult[Any], changed).rowcount)
+
+    def release(self, batch_id: str, owner: str) -> None:
+        """Give the batch's lease back (work done, or this replica stopping)."""
+        with transaction(self._database) as session:
+            session.execute(
+                update(BatchRecord)
+                .where(BatchRecord.id == batch_id, BatchRecord.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def save_lines(self, batch_id: str, lines: Sequence[LineEntry], owner: str) -> bool:
+        """Record the validated lines and start the batch (unless it was cancelled meanwhile),
+        if ``owner`` still holds the batch's lease; False (nothing written) otherwise."""
         now = self._clock()
         failed = sum(1 for line in lines if line.error is not None)
         with transaction(self._database) as session:
+            record = session.get(BatchRecord, batch_id, with_for_update=True)
+            assert record is not None
+            if record.lease_owner != owner or record.status not in ("validating", "cancelling"):
+                return False
             session.execute(delete(BatchLineRecord).where(BatchLineRecord.batch_id == batch_id))
             session.add_all(_line_record(batch_id, line, now) for line in lines)
-            record = session.get(BatchRecord, batch_id)
-            assert record is not None
             record.total, record.completed, record.failed = len(lines), 0, failed
             if record.status == "validating":
                 record.status, record.in_progress_at = "in_progress", now
+            return True
 
     def fail(self, batch_id: str, errors: list[dict[str, Any]]) -> None:
         with transaction(self._database) as session:
@@ -201,20 +231,74 @@ class BatchStore:
             assert record is not None
             record.status, record.failed_at, record.errors = "failed", self._clock(), errors
 
-    def pending_lines(self, batch_id: str, *, skip: set[int], limit: int) -> list[LineRef]:
-        with transaction(self._database) as session:
-            query = (
-                select(BatchLineRecord)
-                .where(BatchLineRecord.batch_id == batch_id, BatchLineRecord.status == "pending")
-                .order_by(BatchLineRecord.line_number)
-                .limit(limit + len(skip))
+    def claim_lines(
+        self, batch_id: str, owner: str, *, limit: int, lease_s: float
+    ) -> list[LineRef]:
+        """Lease up to ``limit`` pending lines no live lease holds, first lines first. On
+        PostgreSQL replicas claim side by side (``FOR UPDATE SKIP LOCKED``); SQLite serialises
+        writers, so the same statement is atomic there too."""
+        now = self._clock()
+        free = (
+            select(BatchLineRecord.line_number)
+            .where(
+                BatchLineRecord.batch_id == batch_id,
+                BatchLineRecord.status == "pending",
+                _free(BatchLineRecord, now),
             )
-            rows = [r for r in session.scalars(query) if r.line_number not in skip][:limit]
-            return [LineRef(r.line_number, r.custom_id, r.offset, r.length) for r in rows]
+            .order_by(BatchLineRecord.line_number)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        # A CTE, evaluated once: as an IN (subquery) PostgreSQL may re-run it for each row,
+        # and SKIP LOCKED then skips the rows this very statement just updated.
+        chosen = free.cte("chosen")
+        claim = (
+            update(BatchLineRecord)
+            .where(
+                BatchLineRecord.batch_id == batch_id,
+                BatchLineRecord.line_number == chosen.c.line_number,
+            )
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
+            .returning(
+                BatchLineRecord.line_number,
+                BatchLineRecord.custom_id,
+                BatchLineRecord.offset,
+                BatchLineRecord.length,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with transaction(self._database) as session:
+            rows = session.execute(claim).all()
+        return sorted((LineRef(*row) for row in rows), key=lambda ref: ref.line_number)
 
-    def record(self, batch_id: str, result: LineResult) -> None:
-        """One line's outcome and the batch's counters, in one transaction; a line already
-        finished (by a run before a crash) is left as it is."""
+    def renew_lines(
+        self, batch_id: str, owner: str, line_numbers: Sequence[int], lease_s: float
+    ) -> None:
+        """Extend the leases ``owner`` holds on lines it is still answering."""
+        if not line_numbers:
+            return
+        with transaction(self._database) as session:
+            session.execute(
+                update(BatchLineRecord)
+                .where(*_held(batch_id, owner, line_numbers))
+                .values(lease_expires_at=self._clock() + timedelta(seconds=lease_s))
+            )
+
+    def release_lines(self, batch_id: str, owner: str, line_numbers: Sequence[int]) -> None:
+        """Give leases back: the lines are free for any replica at once."""
+        if not line_numbers:
+            return
+        with transaction(self._database) as session:
+            session.execute(
+                update(BatchLineRecord)
+                .where(*_held(batch_id, owner, line_numbers))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def record(self, batch_id: str, result: LineResult) -> bool:
+        """One line's outcome and the batch's counters, in one transaction. Only a pending line
+        changes: a line another replica (or a run before a crash) answered first keeps that
+        answer, so every line is answered once in the output and counted once. False then."""
         counter = BatchRecord.completed if result.status == "completed" else BatchRecord.failed
         with transaction(self._database) as session:
             changed = session.execute(
@@ -229,14 +313,16 @@ class BatchStore:
                     response=result.response,
                     error=result.error,
                     completed_at=self._clock(),
+                    lease_owner=None,
+                    lease_expires_at=None,
                 )
             )
-            if cast(CursorResult[Any], changed).rowcount:
-                session.execute(
-                    update(BatchRecord)
-                    .where(BatchRecord.id == batch_id)
-                    .values({counter: counter + 1})
-                )
+            if not cast(CursorResult[Any], changed).rowcount:
+                return False
+            session.execute(
+                update(BatchRecord).where(BatchRecord.id == batch_id).values({counter: counter + 1})
+            )
+            return True
 
     def failed_lines(self, batch_id: str, limit: int) -> list[LineResult]:
         """The first ``limit`` failed lines, in input order."""
@@ -279,19 +365,33 @@ class BatchStore:
             ).all()
         return {status: int(count) for status, count in rows}
 
-    def transition(self, batch_id: str, status: str, **values: Any) -> None:
+    def transition(
+        self,
+        batch_id: str,
+        status: str,
+        *,
+        expected: str | None = None,
+        owner: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Move the batch to ``status`` (stamping ``<status>_at``); with ``expected``, only from
+        that status, and with ``owner``, only while that replica holds the lease (which is
+        then released). False when the condition did not hold: nothing changed."""
         stamp = f"{status}_at"
         if stamp in _INFO_FIELDS:
             values[stamp] = self._clock()
+        query = update(BatchRecord).where(BatchRecord.id == batch_id)
+        if expected is not None:
+            query = query.where(BatchRecord.status == expected)
+        if owner is not None:
+            query = query.where(BatchRecord.lease_owner == owner)
+            values.update(lease_owner=None, lease_expires_at=None)
         with transaction(self._database) as session:
-            session.execute(
-                update(BatchRecord)
-                .where(BatchRecord.id == batch_id)
-                .values(status=status, **values)
-            )
+            changed = session.execute(query.values(status=status, **values))
+            return bool(cast(CursorResult[Any], changed).rowcount)
 
     def results(self, batch_id: str) -> Iterator[LineResult]:
-        """Every finished line, in input order (read in pages, never all at once)."""
+        """Every line and its outcome so far, in input order (read in pages, never all at once)."""
         last = 0
         while True:
             with transaction(self._database) as session:
@@ -312,6 +412,28 @@ class BatchStore:
                 return
             yield from page
             last = page[-1].line_number
+
+
+def _free(table: type[BatchRecord] | type[BatchLineRecord], now: datetime) -> ColumnElement[bool]:
+    """No live lease: never taken, given back, or expired (its holder stopped renewing)."""
+    return or_(table.lease_expires_at.is_(None), table.lease_expires_at < now)
+
+
+def _free_or_mine(
+    table: type[BatchRecord] | type[BatchLineRecord], owner: str, now: datetime
+) -> ColumnElement[bool]:
+    return or_(_free(table, now), table.lease_owner == owner)
+
+
+def _held(
+    batch_id: str, owner: str, line_numbers: Sequence[int]
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        BatchLineRecord.batch_id == batch_id,
+        BatchLineRecord.line_number.in_(line_numbers),
+        BatchLineRecord.lease_owner == owner,
+        BatchLineRecord.status == "pending",
+    )
 
 
 def _line_record(batch_id: str, line: LineEntry, now: datetime) -> BatchLineRecord:

@@ -72,13 +72,18 @@ class FileStore:
             session.add(record)
         return _info(record)
 
-    def get(self, file_id: str, folder_id: str) -> FileInfo:
-        """The file ``file_id`` of ``folder_id``; ``NotFoundError`` if absent or elsewhere."""
+    def find(self, file_id: str, folder_id: str) -> FileInfo | None:
+        """The file ``file_id`` of ``folder_id``, or None."""
         with transaction(self._database) as session:
             record = session.get(FileRecord, file_id)
-            if record is None or record.folder_id != folder_id:
-                raise not_found(file_id)
-            return _info(record)
+            return _info(record) if record is not None and record.folder_id == folder_id else None
+
+    def get(self, file_id: str, folder_id: str) -> FileInfo:
+        """The file ``file_id`` of ``folder_id``; ``NotFoundError`` if absent or elsewhere."""
+        info = self.find(file_id, folder_id)
+        if info is None:
+            raise not_found(file_id)
+        return info
 
     def list_files(
         self,

@@ -280,6 +280,7 @@ def test_batch_lines_of_unfinished_batches_by_state(fake_settings: Settings) -> 
         completion_window="24h",
         batch_metadata=None,
     )
+    assert store.claim(batch.id, "validating", "runner", 30.0)
     store.save_lines(
         batch.id,
         [
@@ -287,6 +288,7 @@ def test_batch_lines_of_unfinished_batches_by_state(fake_settings: Settings) -> 
             LineEntry(2, "b", 10, 10),
             LineEntry(3, "c", 20, 10, error={"message": "bad line"}),
         ],
+        "runner",
     )
     store.record(batch.id, LineResult(1, "a", "completed", {"ok": True}, None))
     assert store.unfinished_lines() == {"pending": 1, "completed": 1, "failed": 1}

@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,7 +27,7 @@ from fovea.services.batches.input import check_input, raw_lines, read_line
 from fovea.services.chat import ChatService
 from fovea.services.chat_events import RequestContext
 from fovea.services.datasets.rows import dataset_result_row, dataset_row_to_chat_body
-from fovea.services.files import FileService
+from fovea.services.files import FileService, derived_file_id
 from fovea.store.batches import BatchInfo, BatchStore, LineRef, LineResult
 from fovea.store.clock import utcnow
 
@@ -35,11 +35,16 @@ log = logging.getLogger(__name__)
 
 # Errors worth retrying later rather than failing the line: the model is loading, or busy.
 TRANSIENT = (429, 503)
-LINES_PER_QUERY = 64
 
 
 class BatchRunner:
-    """One background task working through every active batch, oldest first."""
+    """One background task per replica working through every active batch, oldest first.
+
+    Several replicas' runners share batches through leases in the database: a line is answered
+    by the replica that leased it, and work on a whole batch (validating, closing, finalizing)
+    by the one replica holding the batch's lease. Leases are renewed while the work runs; a
+    killed replica's leases expire after ``lease_s`` and another replica takes the work over.
+    """
 
     def __init__(
         self,
@@ -48,12 +53,16 @@ class BatchRunner:
         files: FileService,
         chat: ChatService,
         concurrency: int,
+        owner: str,
+        lease_s: float = 30.0,
         poll_s: float = 1.0,
     ) -> None:
         self._store = store
         self._files = files
         self._chat = chat
         self._concurrency = concurrency
+        self._owner = owner
+        self._lease_s = lease_s
         self._poll_s = poll_s
         self._wakeup = asyncio.Event()
 
@@ -85,16 +94,38 @@ class BatchRunner:
 
     async def _advance(self, batch: BatchInfo) -> None:
         if batch.status == "validating":
-            await self._validate(batch)
+            await self._exclusively(batch, self._validate(batch))
         elif batch.status == "in_progress":
             if utcnow() >= batch.expires_at:
-                await self._close(batch, "expired")
+                await self._exclusively(batch, self._close(batch, "expired"))
             else:
                 await self._run_lines(batch)
         elif batch.status == "cancelling":
-            await self._close(batch, "cancelled")
+            await self._exclusively(batch, self._close(batch, "cancelled"))
         elif batch.status == "finalizing":
-            await self._finalize(batch, "completed")
+            await self._exclusively(batch, self._finalize(batch, "completed"))
+
+    async def _exclusively(self, batch: BatchInfo, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` holding the batch's lease (renewed meanwhile), or skip it while another
+        replica holds it: validating, closing and finalizing happen on one replica at a time."""
+        claim = partial(self._store.claim, batch.id, batch.status, self._owner, self._lease_s)
+        if not await to_thread.run_sync(claim):
+            work.close()
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease_s / 3)
+                await to_thread.run_sync(claim)
+
+        renewal = asyncio.create_task(renew())
+        try:
+            await work
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            await to_thread.run_sync(self._store.release, batch.id, self._owner)
 
     async def _validate(self, batch: BatchInfo) -> None:
         path = await self._input_path(batch)
@@ -109,30 +140,39 @@ class BatchRunner:
         if checked.fatal:
             await to_thread.run_sync(self._store.fail, batch.id, checked.fatal)
         else:
-            await to_thread.run_sync(self._store.save_lines, batch.id, checked.lines)
+            save = partial(self._store.save_lines, batch.id, checked.lines, self._owner)
+            await to_thread.run_sync(save)
         self.wake()
 
     async def _run_lines(self, batch: BatchInfo) -> None:
+        """Lease lines and answer them, up to ``concurrency`` at once, until the batch is done
+        here: every line answered (then finalize it), none left this replica may take (other
+        replicas hold them), or the batch no longer in progress (cancelled, expired)."""
         path = await self._input_path(batch)
+        loop = asyncio.get_running_loop()
         running: dict[int, asyncio.Task[None]] = {}
-        queued: list[LineRef] = []
-        checked = 0.0
+        checked = renewed = loop.time()
         try:
             while True:
-                if asyncio.get_running_loop().time() - checked >= self._poll_s:
+                now = loop.time()
+                if now - checked >= self._poll_s:
                     # A cancel or the window's end is noticed within a poll interval.
                     current = await to_thread.run_sync(self._store.reload, batch.id)
                     if current.status != "in_progress" or utcnow() >= current.expires_at:
                         break
-                    checked = asyncio.get_running_loop().time()
-                if not queued:
-                    queued = await self._next_lines(batch, skip=set(running))
-                while queued and len(running) < self._concurrency:
-                    ref = queued.pop(0)
-                    running[ref.line_number] = asyncio.create_task(self._line(batch, path, ref))
+                    checked = now
+                if running and now - renewed >= self._lease_s / 3:
+                    renew = partial(
+                        self._store.renew_lines, batch.id, self._owner, list(running), self._lease_s
+                    )
+                    await to_thread.run_sync(renew)
+                    renewed = now
+                if len(running) < self._concurrency:
+                    for ref in await self._claim(batch, self._concurrency - len(running)):
+                        running[ref.line_number] = asyncio.create_task(self._line(batch, path, ref))
                 if not running:
-                    await to_thread.run_sync(self._store.transition, batch.id, "finalizing")
-                    await self._finalize(batch, "completed")
+                    if not await to_thread.run_sync(self._store.count_pending, batch.id):
+                        await self._complete(batch)
                     return
                 done, _ = await asyncio.wait(
                     running.values(), timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED
@@ -143,12 +183,25 @@ class BatchRunner:
             for task in running.values():
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
+            # Lines left unanswered here are free for any replica at once, not after the lease.
+            release = partial(self._store.release_lines, batch.id, self._owner, list(running))
+            await to_thread.run_sync(release)
         self.wake()
 
-    async def _next_lines(self, batch: BatchInfo, skip: set[int]) -> list[LineRef]:
-        """Pending lines not running now, a page at a time (one query for many lines)."""
-        pending = partial(self._store.pending_lines, batch.id, skip=skip, limit=LINES_PER_QUERY)
-        return list(await to_thread.run_sync(pending))
+    async def _claim(self, batch: BatchInfo, count: int) -> list[LineRef]:
+        claim = partial(
+            self._store.claim_lines, batch.id, self._owner, limit=count, lease_s=self._lease_s
+        )
+        return list(await to_thread.run_sync(claim))
+
+    async def _complete(self, batch: BatchInfo) -> None:
+        """Every line is answered: the batch is finalizing (once, whichever replica gets there
+        first), and its files are written by the replica holding its lease."""
+        finalizing = partial(self._store.transition, batch.id, "finalizing", expected="in_progress")
+        await to_thread.run_sync(finalizing)
+        current = await to_thread.run_sync(self._store.reload, batch.id)
+        if current.status == "finalizing":
+            await self._exclusively(current, self._finalize(current, "completed"))
 
     async def _input_path(self, batch: BatchInfo) -> Path:
         get = partial(self._files.get_stored, batch.input_file_id, batch.folder_id)
@@ -160,10 +213,18 @@ class BatchRunner:
         except OSError as exc:
             raise NotFoundError(f"The batch's input file can no longer be read: {exc}") from exc
         result = await self._answer(batch, raw, ref)
-        if result is None:  # transient: the line stays pending and is tried again
+        if result is None:  # transient: the line is given back and tried again later
             await asyncio.sleep(self._poll_s)
+            release = partial(self._store.release_lines, batch.id, self._owner, [ref.line_number])
+            await to_thread.run_sync(release)
             return
-        await to_thread.run_sync(self._store.record, batch.id, result)
+        if not await to_thread.run_sync(self._store.record, batch.id, result):
+            log.info(
+                "batch %s: line %d was answered by another replica first (this replica's lease "
+                "had expired); its answer stands",
+                batch.id,
+                ref.line_number,
+            )
 
     async def _answer(self, batch: BatchInfo, raw: bytes, ref: LineRef) -> LineResult | None:
         request_id = f"req_{secrets.token_hex(12)}"
@@ -197,13 +258,22 @@ class BatchRunner:
         await self._finalize(batch, status)
 
     async def _finalize(self, batch: BatchInfo, final_status: str) -> None:
+        """Write the output and error files and move the batch from its status to
+        ``final_status`` while this replica holds its lease. The files' ids follow from the
+        batch's, so a replica that takes over after another died mid-way writes the same two
+        files, never a second copy."""
         path = await self._input_path(batch)
         output_id, error_id = await to_thread.run_sync(self._write_files, batch, path)
-        await to_thread.run_sync(
-            lambda: self._store.transition(
-                batch.id, final_status, output_file_id=output_id, error_file_id=error_id
-            )
+        finish = partial(
+            self._store.transition,
+            batch.id,
+            final_status,
+            expected=batch.status,
+            owner=self._owner,
+            output_file_id=output_id,
+            error_file_id=error_id,
         )
+        await to_thread.run_sync(finish)
 
     def _write_files(self, batch: BatchInfo, input_path: Path) -> tuple[str | None, str | None]:
         results = list(self._store.results(batch.id))
@@ -223,7 +293,10 @@ class BatchRunner:
                 target.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
 
         name = f"{batch.id}_{kind}.jsonl"
-        return self._files.create_stored(batch.folder_id, name, "batch_output", write).id
+        file_id = derived_file_id(f"{batch.id}:{kind}")
+        return self._files.create_stored(
+            batch.folder_id, name, "batch_output", write, file_id=file_id
+        ).id
 
 
 def _request_body(batch: BatchInfo, raw: bytes, line_number: int) -> dict[str, Any]:
