@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 VLLM_VENV := .venv-vllm
 
-.PHONY: install install-test install-postgres run test test-vllm lint bench clean
+.PHONY: install install-test install-postgres install-redis run test test-vllm lint bench clean
 
 install: $(VENV)/.installed
 	@$(BIN)/fovea models prepare-demo
@@ -41,10 +41,18 @@ install-postgres:
 	  apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || { \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql; }; }
 
+# The same for Redis (tests/redis.py starts a private redis-server on a free port).
+install-redis:
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || { \
+	  echo "installing Redis (Debian's redis-server) for the tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 || { \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server; }; }
+
 run: install
 	FOVEA_HOST=$(HOST) FOVEA_PORT=$(PORT) $(BIN)/fovea serve --bootstrap
 
-test: install-test install-postgres
+test: install-test install-postgres install-redis
 	$(BIN)/python -m pytest
 
 # vLLM's pins clash with Fovea's, so it gets a venv of its own (~4 min, 3.4 GB the first time).

@@ -22,6 +22,7 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── ModelNotReadyError (503)     model loading or failed to load
     │   └── NoReplicaError           every replica of an upstream deployment is down
     ├── DatabaseUnavailableError (503) the database is unreachable or busy: retry
+    ├── RateLimiterUnavailableError (503) the shared quota counters (Redis) are unreachable
     ├── GenerationTimeoutError (504)
     └── EngineError (500)            the engine failed on valid input: a bug, logged
 
@@ -163,6 +164,15 @@ class DatabaseUnavailableError(FoveaError):
     status_code = 503
     error_type = "server_error"
     default_code = "database_unavailable"
+
+
+class RateLimiterUnavailableError(FoveaError):
+    """Quotas cannot be checked: the counters the replicas share (Redis) failed. Refused
+    rather than admitted unchecked: retry shortly."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "rate_limiter_unavailable"
 
 
 class GenerationTimeoutError(FoveaError):

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     signed_url_ttl_s: int = Field(default=3600, ge=1)
     database_url: str | None = None
+    # Where uploaded and written files' bytes live (default <home>/files): replicas sharing
+    # one database point this at one shared volume (services/storage.py).
+    files_dir: Path | None = None
     log_level: str = "info"
     # Prometheus metrics at GET /metrics; off only to measure their cost.
     metrics_enabled: bool = True
@@ -95,8 +98,16 @@ class Settings(BaseSettings):
 
     max_concurrent_generations_per_folder: int = 10
     # API keys and role bindings are cached this long: a revoked key, a new or removed role
-    # binding take effect within it (expiry is exact). 0 reads the database on every request.
+    # binding take effect within it (expiry is exact); with Redis, changes made through the IAM
+    # API reach every replica at once. 0 reads the database on every request.
     auth_cache_ttl_s: float = Field(default=2.0, ge=0)
+    # Redis (redis://[:password@]host:6379/0), shared by the replicas: it holds the quota
+    # counters and tells every replica of revoked keys. Without it, replicas on PostgreSQL
+    # count quotas in the database; a server on SQLite counts them in its own memory.
+    redis_url: str | None = None
+    # A replica renews its hold on the generation slots it counts every third of this; one
+    # that dies (killed, its machine gone) holds them at most this long.
+    quota_lease_s: float = Field(default=10.0, gt=0)
     # Batch lines in flight at once (queued in the engine behind interactive requests): enough
     # to fill every slot of a llama.cpp deployment (parallel) or several upstream replicas.
     batch_concurrency: int = Field(default=8, ge=1)
@@ -118,6 +129,13 @@ class Settings(BaseSettings):
         if value.strip().startswith("["):
             return json.loads(value)
         return [domain.strip() for domain in value.split(",") if domain.strip()]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("FOVEA_REDIS_URL must start with redis://, rediss:// or unix://")
+        return value or None
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
@@ -150,8 +168,8 @@ class Settings(BaseSettings):
         return self.home / "models"
 
     @property
-    def files_dir(self) -> Path:
-        return self.home / "files"
+    def storage_dir(self) -> Path:
+        return self.files_dir or self.home / "files"
 
     @property
     def catalog_path(self) -> Path:

@@ -1,5 +1,5 @@
-"""Shared fixtures: settings on a temporary home, the demo model, keys, an in-process app, and
-databases on SQLite and on a private PostgreSQL server."""
+"""Shared fixtures: settings on a temporary home, the demo model, keys, an in-process app,
+databases on SQLite and on a private PostgreSQL server, and a private Redis server."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from fovea.settings import Settings
 from fovea.store.database import Database
 from tests.fakes import ScriptedEngine
 from tests.postgres import PostgresServer, PostgresUnavailable, start_server
+from tests.redis import RedisServer, RedisUnavailable
+from tests.redis import start_server as start_redis_server
 
 FAKE_CATALOG = """
 [[deployments]]
@@ -76,6 +78,25 @@ def migrated_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     name = postgres_server.create_database(migrated=True)
     yield postgres_server.url(name)
     postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private Redis server for the session; the tests needing it fail without it."""
+    try:
+        server = start_redis_server()
+    except RedisUnavailable as error:
+        message = f"the private Redis server did not start: {error}"
+        raise pytest.fail.Exception(message, pytrace=False) from None
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The private Redis server, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

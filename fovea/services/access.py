@@ -4,8 +4,9 @@ Keys and role bindings are read from the database once and then kept in memory f
 ``cache_ttl_s`` seconds, so the hot path of a request does no database work and no thread hop.
 Every cached answer is checked again on each request (the secret's hash, revocation as last
 read, the expiry against the clock): an expired key fails at once; a revoked key or a changed
-role binding takes effect within ``cache_ttl_s`` (at once on this replica when the IAM API made
-the change: it calls ``forget_key`` and ``forget_roles``).
+role binding takes effect within ``cache_ttl_s``, or at once where the change is told
+(``fovea.services.access_changes``: on the replica whose IAM API made it, and with Redis on
+every replica).
 """
 
 from __future__ import annotations
@@ -123,6 +124,11 @@ class AccessControl:
     def forget_roles(self, service_account_id: str, folder_id: str) -> None:
         """Drop an account's cached roles on a folder (just changed here)."""
         self._roles.pop((service_account_id, folder_id), None)
+
+    def forget_all(self) -> None:
+        """Drop every cached key and binding (changes may have been missed)."""
+        self._keys.clear()
+        self._roles.clear()
 
     async def _roles_on(self, service_account_id: str, folder_id: str) -> frozenset[str]:
         binding = (service_account_id, folder_id)

@@ -328,7 +328,7 @@ class ChatService:
         target = await self._target(principal, body.model, header_folder)
         model, engine, folder_id = target.model, target.engine, target.folder_id
         timing.images = _check_capabilities(body, model, engine.capabilities, self._images)
-        admission = self._quotas.admit(
+        admission = await self._quotas.admit(
             principal, folder_id, interactive=priority == Priority.INTERACTIVE
         )
         deadline = asyncio.get_running_loop().time() + self._limits.generation_timeout_s

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from redis.asyncio import Redis
+
 from fovea.engine.base import Engine
 from fovea.engine.factory import create_engine
 from fovea.engine.registry import EngineKey, EngineRegistry
@@ -18,6 +20,7 @@ from fovea.media.fetch import FetchPolicy, ImageFetcher
 from fovea.media.images import ImageLimits
 from fovea.observability.metrics import Metrics
 from fovea.services.access import AccessControl
+from fovea.services.access_changes import AccessChanges
 from fovea.services.batches.inference import BatchInferenceService
 from fovea.services.batches.runner import BatchRunner
 from fovea.services.batches.service import BatchService
@@ -31,8 +34,10 @@ from fovea.services.iam import IamAdminService
 from fovea.services.images import ImageIntake
 from fovea.services.models import ModelsService
 from fovea.services.operations import OperationService
-from fovea.services.quotas import RateLimiter
+from fovea.services.quotas import LocalCounters, QuotaCounters, RateLimiter
+from fovea.services.redis_client import connect as connect_redis
 from fovea.services.request_log import RequestLog, RequestLogConfig
+from fovea.services.storage import DirectoryStorage
 from fovea.services.usage import UsageRecorder, UsageService
 from fovea.settings import BranchConfig, CatalogConfig, DeploymentConfig, Settings
 from fovea.store.batches import BatchStore
@@ -40,6 +45,7 @@ from fovea.store.database import Database
 from fovea.store.datasets import DatasetStore
 from fovea.store.files import FileStore
 from fovea.store.operations import OperationStore
+from fovea.store.quota_counters import QuotaCounterStore
 from fovea.store.quotas import QuotaStore
 from fovea.store.request_log import RequestLogStore
 from fovea.store.usage import UsageStore
@@ -66,11 +72,14 @@ class Services:
     usage_recorder: UsageRecorder
     quotas: RateLimiter
     request_log: RequestLog | None  # None unless FOVEA_REQUEST_LOG is on
+    access_changes: AccessChanges
+    redis: Redis | None  # None unless FOVEA_REDIS_URL is set
 
     def resume(self) -> None:
         """Work a stopped server left unfinished starts again (call on the event loop)."""
         self.usage_recorder.start()
         self.quotas.start()
+        self.access_changes.start()
         if self.request_log is not None:
             self.request_log.start()
         self.datasets.resume()
@@ -88,6 +97,9 @@ class Services:
         await self.engines.aclose()
         await self.usage_recorder.aclose()  # after the engines: their last completions count
         await self.quotas.aclose()
+        await self.access_changes.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         if self.request_log is not None:
             await self.request_log.aclose()
         await self.fetcher.aclose()
@@ -119,11 +131,17 @@ def build_services(
     engines = EngineRegistry(factory)
     iam = IamService(database)
     access = AccessControl(iam, cache_ttl_s=settings.auth_cache_ttl_s)
+    redis = connect_redis(settings.redis_url) if settings.redis_url else None
+    access_changes = AccessChanges(access, redis)
     fetcher = ImageFetcher(FetchPolicy.from_settings(settings))
     # Told of every finished completion (usage, rate limits, metrics, the request log).
     usage_store = UsageStore(database)
     usage_recorder = UsageRecorder(usage_store)
-    quotas = RateLimiter(QuotaStore(database), settings.max_concurrent_generations_per_folder)
+    quotas = RateLimiter(
+        QuotaStore(database),
+        settings.max_concurrent_generations_per_folder,
+        counters=_quota_counters(settings, database, redis),
+    )
     quotas.load()
     observers: list[CompletionObserver] = [quotas]
     if settings.usage_records:
@@ -152,7 +170,7 @@ def build_services(
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())
     )
-    files = FileService(FileStore(database), access, settings.files_dir)
+    files = FileService(FileStore(database), access, DirectoryStorage(settings.storage_dir))
     files.remove_stale_partials()
     runner = BatchRunner(
         store=BatchStore(database),
@@ -207,13 +225,30 @@ def build_services(
         datasets=datasets,
         batch_tasks=batch_tasks,
         operations=operations,
-        iam=IamAdminService(iam, access),
+        iam=IamAdminService(iam, access, access_changes),
         metrics=metrics,
         usage=UsageService(usage_store, usage_recorder, access),
         usage_recorder=usage_recorder,
         request_log=request_log,
         quotas=quotas,
+        access_changes=access_changes,
+        redis=redis,
     )
+
+
+def _quota_counters(settings: Settings, database: Database, redis: Redis | None) -> QuotaCounters:
+    """Where the replicas count quotas together: Redis when configured, else PostgreSQL; a
+    server on SQLite (one machine, no replicas) counts them in its own memory."""
+    if redis is not None:
+        from fovea.services.quotas.redis_counters import RedisCounters
+
+        return RedisCounters(redis, replica_id(), lease_s=settings.quota_lease_s)
+    if not database.is_sqlite:
+        from fovea.services.quotas.database_counters import DatabaseCounters
+
+        store = QuotaCounterStore(database)
+        return DatabaseCounters(store, replica_id(), lease_s=settings.quota_lease_s)
+    return LocalCounters()
 
 
 def _request_log(settings: Settings, database: Database) -> RequestLog | None:

@@ -1,8 +1,8 @@
 """Files of a folder: uploaded or written by Fovea, bytes on disk, one row each (``FileStore``).
 
-Bytes live at ``<root>/<folder_id>/<file_id>``. A file is written under ``<file_id>.part``,
-synced, renamed into place, and only then committed as a row: a process killed mid-write
-leaves at most a ``.part`` file (swept at the next start), never a row without its bytes.
+Bytes live in ``FileStorage`` (``services/storage.py``) under ``<folder_id>/<file_id>``. A file
+is staged, synced, put in place, and only then committed as a row: a process killed mid-write
+leaves at most a staged ``.part`` (swept at the next start), never a row without its bytes.
 Deleting removes the row first, then the bytes.
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import mimetypes
-import os
 import secrets
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,11 +27,11 @@ from fovea.iam.types import Principal
 from fovea.protocol import files as wire
 from fovea.services.access import AccessControl
 from fovea.services.datasets.rows import jsonl_to_parquet
+from fovea.services.storage import FileStorage, sync_file
 from fovea.services.uploads import FILE_FIELD, MultipartUpload, receive_upload
 from fovea.store.files import FileInfo, FileStore, not_found
 
 FILE_ID_PREFIX = "file-"
-PARTIAL_SUFFIX = ".part"
 PARQUET_SUFFIX = ".parquet"
 READ_BYTES = 256 * 1024
 STALE_PARTIAL_S = 24 * 3600
@@ -90,10 +88,10 @@ class FileService:
     for code already running in a worker thread on a folder it was given (the batch runner).
     """
 
-    def __init__(self, store: FileStore, access: AccessControl, root: Path) -> None:
+    def __init__(self, store: FileStore, access: AccessControl, storage: FileStorage) -> None:
         self._store = store
         self._access = access
-        self._root = root
+        self._storage = storage
 
     # -- the HTTP API ---------------------------------------------------------------------
 
@@ -107,11 +105,12 @@ class FileService:
         """Stream a multipart body (fields ``file`` and ``purpose``) into a new file."""
         folder_id = await self._folder(principal, header_folder, Permission.FILES_WRITE)
         file_id = new_file_id()
-        staging = self._staging_path(folder_id, file_id)
+        staging = await to_thread.run_sync(self._storage.staging_path, f"{folder_id}/{file_id}")
         try:
             upload = await self._receive(staging, content_type, body)
             filename, purpose = _filename_and_purpose(upload)
-            stored = await to_thread.run_sync(self._publish, folder_id, file_id, filename, purpose)
+            publish = partial(self._publish, folder_id, file_id, filename, purpose, staging)
+            stored = await to_thread.run_sync(publish)
         except BaseException:
             with CancelScope(shield=True):
                 await to_thread.run_sync(partial(staging.unlink, missing_ok=True))
@@ -176,8 +175,7 @@ class FileService:
             if existing is not None:
                 return self._stored(existing)
         file_id = file_id or new_file_id()
-        # A name of its own: two replicas writing one derived file never share a staging file.
-        staging = self._staging_path(folder_id, f"{file_id}.{secrets.token_hex(4)}")
+        staging = self._storage.staging_path(f"{folder_id}/{file_id}")
         try:
             with _open_staging(staging) as sink:
                 write(sink)
@@ -187,11 +185,9 @@ class FileService:
             staging.unlink(missing_ok=True)
             raise
 
-    def folder_dir(self, folder_id: str) -> Path:
-        """Where the folder's bytes live (created if absent)."""
-        directory = self._root / folder_id
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
+    def folder_path(self, folder_id: str, name: str) -> Path:
+        """A local path for ``name`` among the folder's bytes (a dataset's upload parts)."""
+        return self._storage.local_path(f"{folder_id}/{name}")
 
     def parquet_of(self, stored: StoredFile) -> Path:
         """The Parquet copy of a JSONL file, written beside it on first use (blocking)."""
@@ -201,15 +197,15 @@ class FileService:
         return target
 
     def staging(self, folder_id: str) -> tuple[str, Path]:
-        """A new file id and the ``.part`` path to write its bytes to before ``publish``."""
+        """A new file id and the path to write its bytes to before ``publish``."""
         file_id = new_file_id()
-        path = self._staging_path(folder_id, file_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return file_id, path
+        return file_id, self._storage.staging_path(f"{folder_id}/{file_id}")
 
-    def publish(self, folder_id: str, file_id: str, filename: str, purpose: str) -> StoredFile:
+    def publish(
+        self, folder_id: str, file_id: str, filename: str, purpose: str, staging: Path
+    ) -> StoredFile:
         """Make the staged bytes of ``file_id`` a file of the folder (synced, then committed)."""
-        return self._publish(folder_id, file_id, filename, purpose)
+        return self._publish(folder_id, file_id, filename, purpose, staging)
 
     def remove(self, file_id: str, folder_id: str) -> None:
         """Delete a file of the folder (the row, then the bytes); absent is not an error."""
@@ -217,14 +213,8 @@ class FileService:
             self._delete(file_id, folder_id)
 
     def remove_stale_partials(self, older_than_s: float = STALE_PARTIAL_S) -> int:
-        """Delete ``.part`` files untouched for ``older_than_s`` (left by killed writers)."""
-        removed = 0
-        cutoff = time.time() - older_than_s
-        for partial_file in self._root.glob(f"*/*{PARTIAL_SUFFIX}"):
-            if partial_file.stat().st_mtime < cutoff:
-                partial_file.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        """Delete staged writes untouched for ``older_than_s`` (left by killed writers)."""
+        return self._storage.sweep_partials(older_than_s)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -248,19 +238,11 @@ class FileService:
         return upload
 
     def _publish(
-        self,
-        folder_id: str,
-        file_id: str,
-        filename: str,
-        purpose: str,
-        staging: Path | None = None,
+        self, folder_id: str, file_id: str, filename: str, purpose: str, staging: Path
     ) -> StoredFile:
-        """Rename the staged bytes into place, then commit the row (blocking)."""
-        path = self._root / folder_id / file_id
-        staging = staging or self._staging_path(folder_id, file_id)
-        size = staging.stat().st_size
-        os.replace(staging, path)
-        _sync_dir(path.parent)
+        """Put the staged bytes in place, then commit the row (blocking)."""
+        key = f"{folder_id}/{file_id}"
+        size = self._storage.commit(staging, key)
         try:
             info = self._store.add(
                 file_id=file_id,
@@ -268,10 +250,10 @@ class FileService:
                 filename=filename,
                 purpose=purpose,
                 size=size,
-                storage_path=f"{folder_id}/{file_id}",
+                storage_path=key,
             )
         except BaseException:
-            path.unlink(missing_ok=True)
+            self._storage.delete(key)
             raise
         return self._stored(info)
 
@@ -300,11 +282,8 @@ class FileService:
 
     def _delete(self, file_id: str, folder_id: str) -> None:
         storage_path = self._store.delete(file_id, folder_id)
-        (self._root / storage_path).unlink(missing_ok=True)
-        (self._root / f"{storage_path}{PARQUET_SUFFIX}").unlink(missing_ok=True)
-
-    def _staging_path(self, folder_id: str, file_id: str) -> Path:
-        return self._root / folder_id / f"{file_id}{PARTIAL_SUFFIX}"
+        self._storage.delete(storage_path)
+        self._storage.delete(f"{storage_path}{PARQUET_SUFFIX}")
 
     def _stored(self, info: FileInfo) -> StoredFile:
         return StoredFile(
@@ -314,7 +293,7 @@ class FileService:
             purpose=info.purpose,
             bytes=info.bytes,
             created_at=info.created_at,
-            path=self._root / info.storage_path,
+            path=self._storage.local_path(info.storage_path),
         )
 
 
@@ -338,23 +317,6 @@ async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
 def _open_staging(staging: Path) -> BinaryIO:
     staging.parent.mkdir(parents=True, exist_ok=True)
     return staging.open("xb")
-
-
-def sync_file(sink: BinaryIO) -> None:
-    """Flush and fsync: the bytes are on disk before anything points at them."""
-    sink.flush()
-    os.fsync(sink.fileno())
-
-
-def _sync_dir(directory: Path) -> None:
-    # The rename must be on disk before the row that points at it is committed.
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _media_type(filename: str) -> str:

@@ -5,7 +5,7 @@ folder concerned, or ``system.admin`` (which alone may create folders, read ever
 audit log, and change a ``system.admin`` account, its roles or its keys: a folder's admin
 cannot raise itself above the folder). Every change is made by ``IamService`` with the caller's
 key id as the audit log's actor; a revoked key or changed role is forgotten by this replica's
-auth cache at once.
+auth cache at once, and with Redis by every replica's (``AccessChanges``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fovea.iam.service import IamService
 from fovea.iam.types import ApiKeyInfo, BindingChange, Folder, Principal, ServiceAccount
 from fovea.protocol import iam as wire
 from fovea.services.access import AccessControl
+from fovea.services.access_changes import AccessChanges
 from fovea.store.audit import AuditEntry
 
 T = TypeVar("T")
@@ -32,9 +33,12 @@ ResponseT = TypeVar("ResponseT", bound=BaseModel)
 
 
 class IamAdminService:
-    def __init__(self, iam: IamService, access: AccessControl) -> None:
+    def __init__(
+        self, iam: IamService, access: AccessControl, changes: AccessChanges | None = None
+    ) -> None:
         self._iam = iam
         self._access = access
+        self._changes = changes if changes is not None else AccessChanges(access)
 
     # -- folders -------------------------------------------------------------------------
 
@@ -114,7 +118,7 @@ class IamAdminService:
                 await self._require_may_change(principal, account)
         await self._run(self._iam.update_bindings, folder.id, changes, actor=principal.key_id)
         for account_id in accounts:
-            self._access.forget_roles(account_id, folder.id)
+            await self._changes.roles_changed(account_id, folder.id)
         metadata = {"resourceId": folder.id}
         return self._done(principal, "Update access bindings", metadata, wire.Empty())
 
@@ -162,13 +166,14 @@ class IamAdminService:
         return _key(key)
 
     async def revoke_key(self, principal: Principal, key_id: str) -> wire.Operation[wire.Empty]:
-        """Revoke a key; this replica refuses it from the next request on."""
+        """Revoke a key; this replica refuses it from the next request on (with Redis, every
+        replica)."""
         _require_iam_scope(principal)
         key = await self._run(self._iam.get_key, key_id)
         account = await self._account_to_admin(principal, key.service_account_id)
         await self._require_may_change(principal, account)
         await self._run(self._iam.revoke_key, key.id, actor=principal.key_id)
-        self._access.forget_key(key.id)
+        await self._changes.key_revoked(key.id)
         return self._done(principal, "Revoke API key", {"apiKeyId": key.id}, wire.Empty())
 
     # -- audit log -----------------------------------------------------------------------

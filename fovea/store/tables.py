@@ -331,3 +331,44 @@ class RequestLogRecord(Base):
     status: Mapped[str] = mapped_column(String(16))
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# -- Quota counters shared by the replicas (issue 11: the database holds them when it is
+# PostgreSQL and there is no Redis). Times are seconds since the epoch on the replicas' clocks
+# (floats): they are subtracted and compared at every admission, never shown.
+
+REPLICA_ID_LENGTH = 64
+
+
+class QuotaCounterRecord(Base):
+    """The rate-limit buckets of a folder (``key_id`` empty) or of one key. Its row lock is what
+    makes an admission's check-and-take atomic across replicas; a NULL level is a full bucket."""
+
+    __tablename__ = "quota_counters"
+
+    folder_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    requests_level: Mapped[float | None] = mapped_column(Float)
+    tokens_level: Mapped[float | None] = mapped_column(Float)
+    refilled_at: Mapped[float] = mapped_column(Float)
+
+
+class QuotaReplicaRecord(Base):
+    """A replica holding generation slots: alive while its lease runs (its heartbeat renews it
+    every third of a lease); a dead replica's slots stop counting when the lease ends."""
+
+    __tablename__ = "quota_replicas"
+
+    id: Mapped[str] = mapped_column(String(REPLICA_ID_LENGTH), primary_key=True)
+    lease_expires_at: Mapped[float] = mapped_column(Float)
+
+
+class QuotaSlotsRecord(Base):
+    """Generations one replica has in flight in a folder (or under one of its keys)."""
+
+    __tablename__ = "quota_slots"
+
+    folder_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    replica_id: Mapped[str] = mapped_column(String(REPLICA_ID_LENGTH), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import httpx
 from fastapi.testclient import TestClient
@@ -159,7 +160,7 @@ def test_folder_concurrency_quota_gives_429(client: TestClient, keys: Keys) -> N
     quotas = client.app.state.services.quotas
     other_key = Principal("other-key", keys.service_account_id, keys.folder_id, frozenset())
     for _ in range(quotas.quota(keys.folder_id).concurrent):  # the folder's default limit
-        quotas.admit(other_key, keys.folder_id, interactive=True)
+        client.portal.call(partial(quotas.admit, other_key, keys.folder_id, interactive=True))
     response = _chat(client, keys.api_key)
     assert response.status_code == 429
     assert response.headers["retry-after"]

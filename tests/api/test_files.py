@@ -58,7 +58,7 @@ def _upload(
 
 
 def _files_on_disk(settings: Settings) -> list[Path]:
-    return sorted(p for p in settings.files_dir.rglob("*") if p.is_file())
+    return sorted(p for p in settings.storage_dir.rglob("*") if p.is_file())
 
 
 def test_round_trip_with_the_openai_client(
@@ -79,7 +79,7 @@ def test_round_trip_with_the_openai_client(
     assert [f.id for f in api.files.list()] == [created.id]
     assert api.files.retrieve(created.id) == created
     assert api.files.content(created.id).read() == source.read_bytes()
-    on_disk = fake_settings.files_dir / keys.folder_id / created.id
+    on_disk = fake_settings.storage_dir / keys.folder_id / created.id
     assert on_disk.read_bytes() == source.read_bytes()
 
     deleted = api.files.delete(created.id)
@@ -323,7 +323,7 @@ def test_partial_files_left_by_a_killed_writer_are_swept(
     client: TestClient, keys: Keys, fake_settings: Settings
 ) -> None:
     files: FileService = client.app.state.services.files  # type: ignore[attr-defined]
-    stale = fake_settings.files_dir / keys.folder_id / "file-dead.part"
+    stale = fake_settings.storage_dir / keys.folder_id / "file-dead.part"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"half")
     os.utime(stale, (0, 0))

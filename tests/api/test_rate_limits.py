@@ -1,8 +1,10 @@
-"""Quotas set with ``fovea quota`` on a running server: 429s with OpenAI's headers, applied
-and lifted without a restart."""
+"""Quotas set with ``fovea quota`` on a running server, counted in its memory or in Redis:
+429s with OpenAI's headers, applied and lifted without a restart; a Redis that is down is a
+503 to retry."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -11,14 +13,31 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from fovea.app import create_app
 from fovea.cli.main import app as cli
 from fovea.settings import Settings
-from tests.conftest import Keys, auth
+from tests.conftest import Keys, auth, make_keys
+from tests.fakes import ScriptedEngine
+
+
+@pytest.fixture(params=["memory", "redis", "postgresql"])
+def fake_settings(request: pytest.FixtureRequest, fake_settings: Settings) -> Settings:
+    """Every test here with each home of the counters: the server's memory (SQLite), Redis,
+    and PostgreSQL (no Redis)."""
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        return fake_settings.model_copy(update={"redis_url": redis_url})
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("migrated_postgres_url")
+        return fake_settings.model_copy(update={"database_url": database_url})
+    return fake_settings
 
 
 @pytest.fixture
 def operator(fake_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("FOVEA_HOME", str(fake_settings.home))
+    if fake_settings.database_url:
+        monkeypatch.setenv("FOVEA_DATABASE_URL", fake_settings.database_url)
     return CliRunner()
 
 
@@ -128,3 +147,18 @@ def test_bad_quota_commands_say_what_to_fix(keys: Keys, operator: CliRunner) -> 
     assert "not a key of folder" in stranger.output
     missing = operator.invoke(cli, ["quota", "remove", "--folder", keys.folder_id])
     assert missing.exit_code == 1
+
+
+@pytest.mark.parametrize("fake_settings", ["memory"], indirect=True)
+def test_a_redis_that_is_down_is_a_503_to_retry(fake_settings: Settings) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = fake_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    with TestClient(create_app(settings, engine_factory=ScriptedEngine)) as client:
+        keys = make_keys(settings)
+        response = _chat(client, keys.api_key)
+        keys.database.dispose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["error"]["code"] == "rate_limiter_unavailable"

@@ -26,7 +26,8 @@ from fovea.services.access import AccessControl
 from fovea.services.background import BackgroundTasks
 from fovea.services.datasets.signing import UrlSigner
 from fovea.services.datasets.validation import TASK_TYPES, UPLOAD_FORMATS, validate_file
-from fovea.services.files import PARTIAL_SUFFIX, FileService, sync_file
+from fovea.services.files import FileService
+from fovea.services.storage import PARTIAL_SUFFIX, sync_file
 from fovea.store.datasets import DatasetInfo, DatasetStatus, DatasetStore, not_found
 from fovea.store.operations import OperationInfo, OperationKind, OperationStore
 
@@ -188,7 +189,7 @@ class DatasetService:
         file_id, staging = await to_thread.run_sync(self._files.staging, info.folder_id)
         try:
             etag = await self._write(staging, body)
-            await self._adopt(info, file_id)
+            await self._adopt(info, file_id, staging)
         except BaseException:
             with CancelScope(shield=True):
                 await to_thread.run_sync(partial(staging.unlink, missing_ok=True))
@@ -231,7 +232,7 @@ class DatasetService:
         paths = [self._part_path(info, number) for number, _ in ordered]
         try:
             await to_thread.run_sync(_join, paths, [etag for _, etag in ordered], staging)
-            await self._adopt(info, file_id)
+            await self._adopt(info, file_id, staging)
         except BaseException:
             with CancelScope(shield=True):
                 await to_thread.run_sync(partial(staging.unlink, missing_ok=True))
@@ -370,10 +371,10 @@ class DatasetService:
             sink.close()
         return f'"{digest.hexdigest()}"'
 
-    async def _adopt(self, info: DatasetInfo, file_id: str) -> None:
+    async def _adopt(self, info: DatasetInfo, file_id: str, staging: Path) -> None:
         filename = f"{info.name}.jsonl"
         stored = await to_thread.run_sync(
-            self._files.publish, info.folder_id, file_id, filename, "batch"
+            self._files.publish, info.folder_id, file_id, filename, "batch", staging
         )
         try:
             previous = await to_thread.run_sync(
@@ -389,7 +390,7 @@ class DatasetService:
     def _part_path(self, info: DatasetInfo, number: int) -> Path:
         if not 1 <= number <= MAX_PARTS:
             raise NotFoundError(f"No part {number}: parts are numbered 1 to {MAX_PARTS}")
-        return self._files.folder_dir(info.folder_id) / f"{info.id}-{number}{PARTIAL_SUFFIX}"
+        return self._files.folder_path(info.folder_id, f"{info.id}-{number}{PARTIAL_SUFFIX}")
 
 
 def _first_rows(path: Path) -> list[str]:
