@@ -1,6 +1,6 @@
 """``GET /healthz`` (the process is up, with every engine's state) and ``GET /readyz`` (every
-preloaded model is loaded and the database answers; upstream replicas being down is in
-/healthz, not a reason to be taken out of a load balancer)."""
+preloaded model is loaded and the database, and Redis when configured, answer; upstream
+replicas being down is in /healthz, not a reason to be taken out of a load balancer)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 
 from fovea.api.deps import ServicesDep
 from fovea.api.responses import json_response
+from fovea.services.redis_client import redis_answers
 
 router = APIRouter()
 
@@ -26,6 +27,10 @@ async def readyz(services: ServicesDep) -> Response:
     reachable = await to_thread.run_sync(services.database.ping)
     health.database = "ok" if reachable else "unreachable"
     health.ready = health.ready and reachable
+    if services.redis is not None:  # the replicas' quota counters and access changes
+        answers = await redis_answers(services.redis)
+        health.redis = "ok" if answers else "unreachable"
+        health.ready = health.ready and answers
     status = 200 if health.ready else 503
     headers = {} if status == 200 else {"Retry-After": "5"}
     return json_response(health, status_code=status, headers=headers)

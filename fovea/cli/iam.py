@@ -24,6 +24,7 @@ from fovea.cli.times import parse_duration, parse_since, parse_time
 from fovea.errors import FoveaError
 from fovea.iam import ApiKeyInfo, CreatedKey, IamService
 from fovea.iam.apikeys import DEFAULT_SCOPES
+from fovea.services.access_changes import announce, key_revoked, roles_changed
 from fovea.settings import Settings
 from fovea.store import Database
 from fovea.store.audit import MAX_PAGE, AuditEntry
@@ -67,6 +68,18 @@ def _iam() -> Iterator[IamService]:
         raise typer.Exit(1) from None
     finally:
         database.dispose()
+
+
+def _announce(change: dict[str, str]) -> None:
+    """Running replicas drop the change from their caches at once when they share a Redis;
+    otherwise they see it within FOVEA_AUTH_CACHE_TTL_S."""
+    settings = Settings()
+    if settings.redis_url and not announce(settings.redis_url, change):
+        typer.echo(
+            "Warning: Redis did not answer, so running servers were not told: they see the "
+            f"change within FOVEA_AUTH_CACHE_TTL_S ({settings.auth_cache_ttl_s:g} s).",
+            err=True,
+        )
 
 
 # -- folders -----------------------------------------------------------------------------
@@ -130,8 +143,9 @@ def role_grant(role: str, folder: FolderRef, sa: SaRef) -> None:
 def role_revoke(role: str, folder: FolderRef, sa: SaRef) -> None:
     """Remove ROLE on a folder from a service account."""
     with _iam() as iam:
-        iam.revoke_role(folder, sa, role)
+        folder_id, account_id = iam.revoke_role(folder, sa, role)
     typer.echo(f"Revoked {role} on folder {folder} from service account {sa}")
+    _announce(roles_changed(account_id, folder_id))
 
 
 @role_app.command("list")
@@ -199,6 +213,7 @@ def key_revoke(key_id: str) -> None:
     with _iam() as iam:
         key = iam.revoke_key(key_id)
     typer.echo(f"Revoked API key {key.id}")
+    _announce(key_revoked(key.id))
 
 
 # -- bootstrap ---------------------------------------------------------------------------

@@ -195,12 +195,14 @@ class IamService:
 
     def revoke_role(
         self, folder: str, service_account: str, role: str, *, actor: str = CLI_ACTOR
-    ) -> None:
+    ) -> tuple[str, str]:
+        """Remove the binding; returns the folder's and the service account's ids."""
         checked = parse_role(role)
         with self._changes(actor) as changes:
             folder_id = records.require_folder(changes.session, folder).id
             account = records.require_service_account(changes.session, service_account, folder_id)
             changes.unbind(folder_id, account.id, checked)
+        return folder_id, account.id
 
     def update_bindings(
         self, folder: str, changes: Sequence[BindingChange], *, actor: str = CLI_ACTOR

@@ -75,3 +75,5 @@ class HealthStatus(BaseModel):
     engines: list[EngineStatus]
     # "ok" or "unreachable"; checked by /readyz only (null on /healthz).
     database: Literal["ok", "unreachable"] | None = None
+    # Likewise for Redis, when the server uses it (FOVEA_REDIS_URL); null otherwise.
+    redis: Literal["ok", "unreachable"] | None = None

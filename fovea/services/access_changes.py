@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 
+import redis as sync_redis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -25,6 +26,29 @@ log = logging.getLogger(__name__)
 CHANNEL = "fovea:access"
 RESUBSCRIBE_S = 1.0
 POLL_S = 1.0  # how long one read of the subscription waits for a message
+
+
+def key_revoked(key_id: str) -> dict[str, str]:
+    return {"key_id": key_id}
+
+
+def roles_changed(service_account_id: str, folder_id: str) -> dict[str, str]:
+    return {"service_account_id": service_account_id, "folder_id": folder_id}
+
+
+def announce(redis_url: str, change: dict[str, str], timeout_s: float = 2.0) -> bool:
+    """Tell every running replica of a change made outside them (the ``fovea`` CLI, on the
+    database directly); False when Redis could not be reached."""
+    client = sync_redis.Redis.from_url(
+        redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    try:
+        client.publish(CHANNEL, json.dumps(change))
+        return True
+    except (RedisError, OSError):
+        return False
+    finally:
+        client.close()
 
 
 class AccessChanges:
@@ -40,11 +64,11 @@ class AccessChanges:
 
     async def key_revoked(self, key_id: str) -> None:
         self._access.forget_key(key_id)
-        await self._publish({"key_id": key_id})
+        await self._publish(key_revoked(key_id))
 
     async def roles_changed(self, service_account_id: str, folder_id: str) -> None:
         self._access.forget_roles(service_account_id, folder_id)
-        await self._publish({"service_account_id": service_account_id, "folder_id": folder_id})
+        await self._publish(roles_changed(service_account_id, folder_id))
 
     def start(self) -> None:
         """Listen to the other replicas' changes (call on the event loop)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
 # Redis answers in well under a millisecond: one silent this long is down (the client gets a
 # 503 to retry), not slow. One quick retry rides over a pooled connection a Redis restart cut.
@@ -25,3 +26,11 @@ def connect(url: str) -> Redis:
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), RETRIES),
         health_check_interval=HEALTH_CHECK_S,
     )
+
+
+async def redis_answers(redis: Redis) -> bool:
+    """Whether Redis answers a PING now (what /readyz reports)."""
+    try:
+        return bool(await redis.ping())
+    except (RedisError, OSError):
+        return False

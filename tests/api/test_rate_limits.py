@@ -158,7 +158,19 @@ def test_a_redis_that_is_down_is_a_503_to_retry(fake_settings: Settings) -> None
     with TestClient(create_app(settings, engine_factory=ScriptedEngine)) as client:
         keys = make_keys(settings)
         response = _chat(client, keys.api_key)
+        ready = client.get("/readyz")
         keys.database.dispose()
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.json()["error"]["code"] == "rate_limiter_unavailable"
+    # A load balancer takes the replica out until Redis answers again.
+    assert ready.status_code == 503 and ready.headers["retry-after"]
+    assert (ready.json()["redis"], ready.json()["database"]) == ("unreachable", "ok")
+
+
+def test_readiness_reports_redis_when_the_server_uses_it(
+    client: TestClient, fake_settings: Settings
+) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["redis"] == ("ok" if fake_settings.redis_url else None)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from fovea.cli.iam import iam_app
 from fovea.errors import AuthenticationError, PermissionDeniedError
 from fovea.iam.roles import Permission
 from fovea.iam.service import IamService
@@ -18,6 +20,7 @@ from fovea.services.access import AccessControl
 from fovea.services.access_changes import AccessChanges
 from fovea.services.redis_client import connect
 from fovea.store.database import Database
+from tests.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +115,44 @@ async def test_without_redis_only_this_replica_forgets_at_once(
         await there.authenticate(key.secret)  # until its cache entry expires
     finally:
         database.dispose()
+
+
+async def test_a_key_revoked_with_the_cli_is_refused_by_running_replicas(
+    fleet: tuple[IamService, Replica, Replica],
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iam, here, there = fleet
+    _, account, key = iam.bootstrap()
+    iam.grant_role(account.folder_id, account.id, "ai.viewer")
+    principal = await here.access.authenticate(key.secret)
+    await there.access.authenticate(key.secret)  # cached for an hour on both
+    await there.access.require(principal, account.folder_id, Permission.FILES_READ)
+    monkeypatch.setenv("FOVEA_DATABASE_URL", f"sqlite:///{tmp_path / 'fovea.db'}")
+    monkeypatch.setenv("FOVEA_REDIS_URL", redis_url)
+    cli = CliRunner()
+    role = ["role", "revoke", "ai.viewer", "--folder", account.folder_id, "--sa", account.id]
+    assert cli.invoke(iam_app, role).exit_code == 0
+    await _until_refused(
+        lambda: there.access.require(principal, account.folder_id, Permission.FILES_READ),
+        PermissionDeniedError,
+    )
+    revoked = cli.invoke(iam_app, ["key", "revoke", key.info.id])
+    assert revoked.exit_code == 0 and "Warning" not in revoked.output
+    await _until_refused(lambda: here.access.authenticate(key.secret), AuthenticationError)
+    await _until_refused(lambda: there.access.authenticate(key.secret), AuthenticationError)
+
+
+def test_the_cli_warns_when_redis_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOVEA_DATABASE_URL", f"sqlite:///{tmp_path / 'fovea.db'}")
+    monkeypatch.setenv("FOVEA_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing there
+    database = Database(f"sqlite:///{tmp_path / 'fovea.db'}")
+    database.migrate()
+    _, _, key = IamService(database).bootstrap()
+    database.dispose()
+    revoked = CliRunner().invoke(iam_app, ["key", "revoke", key.info.id])
+    assert revoked.exit_code == 0  # revoked in the database all the same
+    assert "running servers were not told" in revoked.output
