@@ -262,3 +262,26 @@ def test_a_batch_is_shared_by_both_replicas_and_survives_one_being_killed(
     assert dict(answers) == dict(_answers(api_b, _wait(api_b, clean.id)))
     outputs = [f for f in api_b.files.list(purpose="batch_output") if batch.id in f.filename]
     assert [f.filename for f in outputs] == [f"{batch.id}_output.jsonl"]  # written once
+
+
+@pytest.mark.slow
+def test_a_batch_running_on_both_replicas_is_cancelled_from_either(cluster: Cluster) -> None:
+    a, b = cluster.replicas
+    api_a, api_b = a.api(cluster.user_key), b.api(cluster.user_key)
+    before = a.batch_completions() + b.batch_completions()
+    file_id = api_a.files.create(file=("in.jsonl", io.BytesIO(_input())), purpose="batch").id
+    batch = api_a.batches.create(
+        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    wait_for(
+        lambda: a.batch_completions() + b.batch_completions() > before + 4,
+        "lines answered",
+        timeout_s=300,
+    )
+    assert api_b.batches.cancel(batch.id).status == "cancelling"
+    cancelled = _wait(api_a, batch.id)
+    assert cancelled.status == "cancelled", cancelled
+    counts = cancelled.request_counts
+    assert counts is not None and 0 < counts.completed < LINES
+    answered = [custom_id for custom_id, _ in _answers(api_a, cancelled)]
+    assert len(answered) == len(set(answered)) == counts.completed  # each finished line once
