@@ -5,9 +5,11 @@
    upstream is ``bench/instant_upstream.py`` (answers at once: the gateways and their batch
    runners are what is measured) or, with ``--upstream llama``, ``llama_cpp.server`` on the
    demo model (then the engine is the bottleneck, and a second gateway cannot help).
-2. Authenticated chat requests per second (``wrk``, closed loop) of one replica on SQLite, on
-   PostgreSQL with Redis, and on PostgreSQL alone (quotas counted in the database), in front of
-   the instant upstream; the servers run at once and take turns in short cells.
+2. Authenticated chat requests per second (``wrk``, closed loop) of one replica on SQLite (alone,
+   and with quotas in Redis), on PostgreSQL with Redis, and on PostgreSQL alone (quotas counted
+   in the database), in front of the instant upstream, beside LiteLLM's proxy (master key, no
+   database: its lightest path) when ``.bench/litellm-venv`` exists; the servers run at once
+   and take turns in short cells.
 
 PostgreSQL and Redis are private servers started by the test suite's helpers (``make test``
 installs both). Runs ``--rounds`` times; the report gives every run and the medians.
@@ -34,12 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway import (  # noqa: E402
+    LITELLM,
     MODEL,
     Processes,
     Target,
     free_port,
     run_wrk,
     server_env,
+    start_litellm,
     start_upstream,
     text_body,
 )
@@ -77,7 +81,7 @@ def bootstrap(env: dict[str, str]) -> str:
 
 def start_replica(processes: Processes, home: Path, upstream: str, extra: dict[str, str]) -> str:
     """A ``fovea serve`` with its own home on the shared state in ``extra``; its base URL."""
-    home.mkdir(parents=True)
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = server_env(
         FOVEA_HOME=str(home),
@@ -190,6 +194,7 @@ def bench_rps(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
             upstream = start_upstream(processes, work)
             setups = {
                 "SQLite": {},
+                "SQLite + Redis (quotas in Redis)": {"FOVEA_REDIS_URL": redis.url(1)},
                 "PostgreSQL + Redis": {
                     "FOVEA_DATABASE_URL": postgres.url(postgres.create_database()),
                     "FOVEA_REDIS_URL": redis.url(),
@@ -208,6 +213,11 @@ def bench_rps(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
                     name, f"{base}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
                 )
                 results[name] = []
+            if LITELLM.exists():  # the peer: LiteLLM's proxy on its lightest path (master key)
+                (work / "litellm").mkdir()
+                peer = start_litellm(processes, work / "litellm", upstream, 1)
+                targets[peer.system] = peer
+                results[peer.system] = []
             for target in targets.values():  # warm up every server once
                 run_wrk(target, body, args.concurrency, 2)
             for run in range(args.rounds):
