@@ -12,21 +12,20 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from fovea.store.database import Database
+from tests.private_servers import start_owned, stop_abandoned
+from tests.processes import free_port
 
 INSTALL_HINT = "install it with `make test` (Debian's postgresql and the '.[postgres]' extra)"
 START_TIMEOUT_S = 30
 MIGRATED_TEMPLATE = "fovea_migrated"
 DIR_PREFIX = "fovea-pg-"
-OWNER_FILE = "owner.pid"  # the test session's process, to find servers killed sessions left
 # No durability: the data is thrown away (these settings are for tests only). A small WAL keeps
 # a data directory in memory small: each new database writes its ~8 MB copy there.
 SERVER_OPTIONS = (
@@ -62,7 +61,7 @@ class PostgresServer:
             "initdb", "-D", self._data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
             "--locale=C.UTF-8",
         )  # fmt: skip
-        self._port = _free_port()
+        self._port = free_port()
         options = f"-k {self._dir} -p {self._port} {SERVER_OPTIONS}"
         self._run(
             "pg_ctl", "-D", self._data, "-l", self._dir / "log", "-w", "-t", START_TIMEOUT_S,
@@ -127,28 +126,9 @@ def start_server() -> PostgresServer:
         import psycopg  # noqa: F401
     except ImportError as error:
         raise PostgresUnavailable(f"psycopg is not installed: {INSTALL_HINT}") from error
-    _stop_abandoned_servers()
-    directory = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=_scratch_dir()))
-    (directory / OWNER_FILE).write_text(str(os.getpid()))
-    server = PostgresServer(directory)
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def _stop_abandoned_servers() -> None:
-    """Stop the servers of earlier sessions that were killed before they could."""
     found = [*MEMORY_DIR.glob(f"{DIR_PREFIX}*"), *DISK_DIR.glob(f"{DIR_PREFIX}*")]
-    for directory in found:
-        try:
-            owner = int((directory / OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            continue  # not ours, or a session still creating it
-        if not _is_running(owner):
-            PostgresServer(directory).stop()
+    stop_abandoned(found, PostgresServer)
+    return start_owned(PostgresServer, DIR_PREFIX, _scratch_dir())
 
 
 def _scratch_dir() -> Path:
@@ -156,16 +136,6 @@ def _scratch_dir() -> Path:
     if usable and shutil.disk_usage(MEMORY_DIR).free >= MEMORY_NEEDED:
         return MEMORY_DIR
     return DISK_DIR
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process
-    return True
 
 
 def _server_bin_dir() -> Path:
@@ -178,9 +148,3 @@ def _server_bin_dir() -> Path:
 
 def _version(bin_dir: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in bin_dir.parent.name.split(".") if part.isdigit())
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -9,17 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.private_servers import is_running, start_owned, stop_abandoned
+from tests.processes import free_port
+
 INSTALL_HINT = "install it with `make test` (Debian's redis-server and the 'redis' package)"
 START_TIMEOUT_S = 10
 STOP_TIMEOUT_S = 10
 DIR_PREFIX = "fovea-redis-"
-OWNER_FILE = "owner.pid"  # the test session's process, to find servers killed sessions left
 PID_FILE = "redis.pid"
 
 
@@ -38,7 +39,7 @@ class RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
             raise RedisUnavailable(f"redis-server is not installed: {INSTALL_HINT}")
-        self.port = _free_port()
+        self.port = free_port()
         command = [
             binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self._dir),
             "--save", "", "--appendonly", "no", "--daemonize", "yes",
@@ -64,12 +65,12 @@ class RedisServer:
             pid = int((self._dir / PID_FILE).read_text())
         except (OSError, ValueError):
             pid = None
-        if pid is not None and _is_running(pid):
+        if pid is not None and is_running(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_S
-            while _is_running(pid) and time.monotonic() < deadline:
+            while is_running(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _is_running(pid):
+            if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -103,45 +104,5 @@ def start_server() -> RedisServer:
         import redis  # noqa: F401
     except ImportError as error:
         raise RedisUnavailable(f"the redis package is not installed: {INSTALL_HINT}") from error
-    _stop_abandoned_servers()
-    directory = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
-    (directory / OWNER_FILE).write_text(str(os.getpid()))
-    server = RedisServer(directory)
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def _stop_abandoned_servers() -> None:
-    """Stop the servers of earlier sessions that were killed before they could."""
-    for directory in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
-        try:
-            owner = int((directory / OWNER_FILE).read_text())
-        except (OSError, ValueError):
-            continue  # not ours, or a session still creating it
-        if not _is_running(owner):
-            RedisServer(directory).stop()
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process
-    # A daemon's parent is init, which may not reap it here: a zombie has stopped.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    stop_abandoned(Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"), RedisServer)
+    return start_owned(RedisServer, DIR_PREFIX)

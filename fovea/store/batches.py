@@ -275,24 +275,33 @@ class BatchStore:
         self, batch_id: str, owner: str, line_numbers: Sequence[int], lease_s: float
     ) -> None:
         """Extend the leases ``owner`` holds on lines it is still answering."""
-        if not line_numbers:
-            return
-        with transaction(self._database) as session:
-            session.execute(
-                update(BatchLineRecord)
-                .where(*_held(batch_id, owner, line_numbers))
-                .values(lease_expires_at=self._clock() + timedelta(seconds=lease_s))
-            )
+        until = self._clock() + timedelta(seconds=lease_s)
+        self._set_leases(batch_id, owner, line_numbers, owner, until)
 
     def release_lines(self, batch_id: str, owner: str, line_numbers: Sequence[int]) -> None:
         """Give leases back: the lines are free for any replica at once."""
+        self._set_leases(batch_id, owner, line_numbers, None, None)
+
+    def _set_leases(
+        self,
+        batch_id: str,
+        owner: str,
+        line_numbers: Sequence[int],
+        new_owner: str | None,
+        until: datetime | None,
+    ) -> None:
         if not line_numbers:
             return
         with transaction(self._database) as session:
             session.execute(
                 update(BatchLineRecord)
-                .where(*_held(batch_id, owner, line_numbers))
-                .values(lease_owner=None, lease_expires_at=None)
+                .where(
+                    BatchLineRecord.batch_id == batch_id,
+                    BatchLineRecord.line_number.in_(line_numbers),
+                    BatchLineRecord.lease_owner == owner,
+                    BatchLineRecord.status == "pending",
+                )
+                .values(lease_owner=new_owner, lease_expires_at=until)
             )
 
     def record(self, batch_id: str, result: LineResult) -> bool:
@@ -423,17 +432,6 @@ def _free_or_mine(
     table: type[BatchRecord] | type[BatchLineRecord], owner: str, now: datetime
 ) -> ColumnElement[bool]:
     return or_(_free(table, now), table.lease_owner == owner)
-
-
-def _held(
-    batch_id: str, owner: str, line_numbers: Sequence[int]
-) -> tuple[ColumnElement[bool], ...]:
-    return (
-        BatchLineRecord.batch_id == batch_id,
-        BatchLineRecord.line_number.in_(line_numbers),
-        BatchLineRecord.lease_owner == owner,
-        BatchLineRecord.status == "pending",
-    )
 
 
 def _line_record(batch_id: str, line: LineEntry, now: datetime) -> BatchLineRecord:

@@ -47,10 +47,10 @@ def store(database: Database, clock: Clock) -> BatchStore:
     return BatchStore(database, clock)
 
 
-def started_batch(database: Database, store: BatchStore, lines: int) -> BatchInfo:
-    folder = IamService(database).create_folder("team").id
-    batch = store.create(
-        folder_id=folder,
+def new_batch(database: Database, store: BatchStore) -> BatchInfo:
+    """A batch still validating."""
+    return store.create(
+        folder_id=IamService(database).create_folder("team").id,
         service_account_id="aje00000000000000000",
         endpoint="/v1/chat/completions",
         input_file_id="file-1",
@@ -61,6 +61,10 @@ def started_batch(database: Database, store: BatchStore, lines: int) -> BatchInf
         completion_window="24h",
         batch_metadata=None,
     )
+
+
+def started_batch(database: Database, store: BatchStore, lines: int) -> BatchInfo:
+    batch = new_batch(database, store)
     assert store.claim(batch.id, "validating", "validator", LEASE_S)
     entries = [LineEntry(n, f"line-{n}", n * 10, 10) for n in range(1, lines + 1)]
     assert store.save_lines(batch.id, entries, "validator")
@@ -159,19 +163,7 @@ def test_work_on_a_whole_batch_is_one_replicas_at_a_time(
 def test_lines_are_saved_only_by_the_validator_holding_the_lease(
     database: Database, store: BatchStore, clock: Clock
 ) -> None:
-    folder = IamService(database).create_folder("team").id
-    batch = store.create(
-        folder_id=folder,
-        service_account_id="aje00000000000000000",
-        endpoint="/v1/chat/completions",
-        input_file_id="file-1",
-        input_format="openai",
-        model=None,
-        options=None,
-        source_dataset_id=None,
-        completion_window="24h",
-        batch_metadata=None,
-    )
+    batch = new_batch(database, store)
     assert store.claim(batch.id, "validating", "slow", LEASE_S)
     clock.advance(LEASE_S + 1)  # "slow" stopped renewing; "fast" validates and starts lines
     assert store.claim(batch.id, "validating", "fast", LEASE_S)
