@@ -133,26 +133,12 @@ def lines_per_minute(api: openai.OpenAI, lines: int) -> float:
 def start_pool(processes: Processes, work: Path, kind: str) -> str:
     if kind == "instant":
         return start_upstream(processes, work)
-    from fovea.modelgen.demo import prepare_demo_model
-    from fovea.settings import Settings
+    from bench.chat_overhead import bench_files, start_llama_cpp_server
 
-    model = prepare_demo_model(Settings(home=work / "demo").models_dir)
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(model.model),
-        "--model_alias",
-        MODEL,
-        "--port",
-        str(port),
-        "--n_ctx",
-        "4096",
-    ]
-    processes.start(command, server_env(), f"http://127.0.0.1:{port}/v1/models", work / "llama.log")
-    return f"http://127.0.0.1:{port}/v1"
+    process, chat_url = start_llama_cpp_server(*bench_files(), work)
+    processes.callback(process.wait, 30)  # runs second: the stack unwinds last in, first out
+    processes.callback(process.terminate)
+    return chat_url.removesuffix("/chat/completions")
 
 
 def bench_batch(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
