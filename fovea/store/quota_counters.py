@@ -55,18 +55,29 @@ class QuotaCounterStore:
         ``replica_id`` takes a slot on each scope. The counters come back in ``scopes``' order."""
         ordered = sorted(set(scopes))
         with transaction(self._database) as session:
-            records = _locked(session, ordered, now)
+            locked = _locked(session, ordered, now)
             in_flight = _in_flight(session, ordered, now)
-            counters = [_counters(records[scope], in_flight.get(scope, 0)) for scope in scopes]
+            counters = [
+                ScopeCounters(*locked[scope], in_flight=in_flight.get(scope, 0)) for scope in scopes
+            ]
             take = decide(counters)
-            for scope_counters in counters:
-                record = records[(scope_counters.folder_id, scope_counters.key_id)]
-                record.requests_level = scope_counters.requests_level
-                record.tokens_level = scope_counters.tokens_level
-                record.refilled_at = scope_counters.refilled_at
+            for found in counters:
+                stored = locked[(found.folder_id, found.key_id)]
+                levels = (found.requests_level, found.tokens_level, found.refilled_at)
+                if levels[:2] == (None, None) == stored[2:4]:
+                    continue  # no bucket, before or after: nothing to write
+                if levels != stored[2:]:
+                    session.execute(
+                        update(QuotaCounterRecord)
+                        .where(*_scope_is(QuotaCounterRecord, (found.folder_id, found.key_id)))
+                        .values(
+                            requests_level=found.requests_level,
+                            tokens_level=found.tokens_level,
+                            refilled_at=found.refilled_at,
+                        )
+                    )
             if take and replica_id is not None:
-                for scope in ordered:
-                    _add_slot(session, scope, replica_id)
+                _add_slots(session, ordered, replica_id)
             return counters
 
     def release(self, scopes: Sequence[Scope], replica_id: str) -> None:
@@ -119,14 +130,24 @@ class QuotaCounterStore:
             session.execute(delete(QuotaReplicaRecord).where(QuotaReplicaRecord.id == replica_id))
 
 
-def _locked(session: Session, scopes: list[Scope], now: float) -> dict[Scope, QuotaCounterRecord]:
+# A scope's counters as locked: folder, key, requests level, tokens level, refilled at.
+Locked = tuple[str, str, float | None, float | None, float]
+
+
+def _locked(session: Session, scopes: list[Scope], now: float) -> dict[Scope, Locked]:
     query = (
-        select(QuotaCounterRecord)
+        select(
+            QuotaCounterRecord.folder_id,
+            QuotaCounterRecord.key_id,
+            QuotaCounterRecord.requests_level,
+            QuotaCounterRecord.tokens_level,
+            QuotaCounterRecord.refilled_at,
+        )
         .where(_any_scope(QuotaCounterRecord, scopes))
         .order_by(QuotaCounterRecord.folder_id, QuotaCounterRecord.key_id)
         .with_for_update()
     )
-    found = {(r.folder_id, r.key_id): r for r in session.scalars(query)}
+    found = {(r[0], r[1]): (r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)}
     missing = [scope for scope in scopes if scope not in found]
     if not missing:
         return found
@@ -135,7 +156,7 @@ def _locked(session: Session, scopes: list[Scope], now: float) -> dict[Scope, Qu
     session.execute(
         _dialect(session).insert(QuotaCounterRecord).values(rows).on_conflict_do_nothing()
     )
-    return {(r.folder_id, r.key_id): r for r in session.scalars(query)}
+    return {(r[0], r[1]): (r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)}
 
 
 def _in_flight(session: Session, scopes: Sequence[Scope], now: float) -> dict[Scope, int]:
@@ -150,24 +171,16 @@ def _in_flight(session: Session, scopes: Sequence[Scope], now: float) -> dict[Sc
     return {(folder, key): int(count or 0) for folder, key, count in session.execute(query)}
 
 
-def _add_slot(session: Session, scope: Scope, replica_id: str) -> None:
-    folder_id, key_id = scope
-    added = session.execute(
-        update(QuotaSlotsRecord)
-        .where(
-            QuotaSlotsRecord.folder_id == folder_id,
-            QuotaSlotsRecord.key_id == key_id,
-            QuotaSlotsRecord.replica_id == replica_id,
+def _add_slots(session: Session, scopes: Sequence[Scope], replica_id: str) -> None:
+    """One more slot of ``replica_id`` on each scope, in one statement."""
+    rows = [{"folder_id": f, "key_id": k, "replica_id": replica_id, "count": 1} for f, k in scopes]
+    insert = _dialect(session).insert(QuotaSlotsRecord).values(rows)
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["folder_id", "key_id", "replica_id"],
+            set_={"count": QuotaSlotsRecord.count + 1},
         )
-        .values(count=QuotaSlotsRecord.count + 1)
     )
-    if not getattr(added, "rowcount", 0):
-        # Only this replica writes its own rows, and its updates of a scope queue on the
-        # scope's counter row: nobody else inserts this one meanwhile.
-        session.add(
-            QuotaSlotsRecord(folder_id=folder_id, key_id=key_id, replica_id=replica_id, count=1)
-        )
-        session.flush()
 
 
 def _dialect(session: Session) -> Any:
@@ -178,15 +191,10 @@ def _dialect(session: Session) -> Any:
 def _any_scope(
     table: type[QuotaCounterRecord] | type[QuotaSlotsRecord], scopes: Sequence[Scope]
 ) -> ColumnElement[bool]:
-    return or_(*(and_(table.folder_id == f, table.key_id == k) for f, k in scopes))
+    return or_(*(and_(*_scope_is(table, scope)) for scope in scopes))
 
 
-def _counters(record: QuotaCounterRecord, in_flight: int) -> ScopeCounters:
-    return ScopeCounters(
-        folder_id=record.folder_id,
-        key_id=record.key_id,
-        requests_level=record.requests_level,
-        tokens_level=record.tokens_level,
-        refilled_at=record.refilled_at,
-        in_flight=in_flight,
-    )
+def _scope_is(
+    table: type[QuotaCounterRecord] | type[QuotaSlotsRecord], scope: Scope
+) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return table.folder_id == scope[0], table.key_id == scope[1]
