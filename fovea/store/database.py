@@ -182,6 +182,9 @@ def _create_parent_dir(url: URL) -> None:
 def _configure_sqlite_connection(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
+        # Turning a fresh file to WAL needs it to itself: wait out another process's first
+        # migration (sqlite3's default wait is 5 s) rather than fail "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL still survives a killed process (the WAL is written on commit);
         # only a power loss can drop the last commits. Batch lines commit one by one.
