@@ -186,8 +186,11 @@ class FileService:
             raise
 
     def folder_path(self, folder_id: str, name: str) -> Path:
-        """A local path for ``name`` among the folder's bytes (a dataset's upload parts)."""
-        return self._storage.local_path(f"{folder_id}/{name}")
+        """A local path for ``name`` among the folder's bytes (a dataset's upload parts), its
+        directory created."""
+        path = self._storage.local_path(f"{folder_id}/{name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def parquet_of(self, stored: StoredFile) -> Path:
         """The Parquet copy of a JSONL file, written beside it on first use (blocking)."""

@@ -63,9 +63,7 @@ class DirectoryStorage:
         return size
 
     def local_path(self, key: str) -> Path:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.root / key
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
