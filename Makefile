@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 VLLM_VENV := .venv-vllm
 
-.PHONY: install install-test install-postgres install-redis run test test-vllm lint bench clean
+.PHONY: install install-test install-postgres install-redis install-chromium run test test-vllm lint bench clean
 
 install: $(VENV)/.installed
 	@$(BIN)/fovea models prepare-demo
@@ -49,10 +49,19 @@ install-redis:
 	  apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 || { \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server; }; }
 
+# The web playground's browser tests drive Debian's Chromium through Playwright (PyPI):
+# Playwright's own browser download cannot reach its host here (tests/web/conftest.py).
+install-chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium (Debian's chromium) for the browser tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || { \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }; }
+
 run: install
 	FOVEA_HOST=$(HOST) FOVEA_PORT=$(PORT) $(BIN)/fovea serve --bootstrap
 
-test: install-test install-postgres install-redis
+test: install-test install-postgres install-redis install-chromium
 	$(BIN)/python -m pytest
 
 # vLLM's pins clash with Fovea's, so it gets a venv of its own (~4 min, 3.4 GB the first time).

@@ -13,6 +13,7 @@ from fovea.api import batches, chat, datasets, files, health, iam, metrics, mode
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
+from fovea.api.web import install_web
 from fovea.engine.factory import create_engine
 from fovea.observability.access import AccessMiddleware
 from fovea.services.container import EngineFactory, build_services
@@ -68,6 +69,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
     )
     for router in (*routers, iam.router, health.router, metrics.router):
         app.include_router(router)
+    if settings.web_ui:
+        install_web(app)
     budget = ByteBudget(settings.max_inflight_request_bytes, settings.admission_wait_s)
     app.state.request_budget = budget
     uploads = UploadLimit(

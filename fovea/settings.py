@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # one database point this at one shared volume (services/storage.py).
     files_dir: Path | None = None
     log_level: str = "info"
+    # The web playground and console at / (fovea/web); off for an API-only server.
+    web_ui: bool = True
     # Prometheus metrics at GET /metrics; off only to measure their cost.
     metrics_enabled: bool = True
     # When set, GET /metrics asks for it as "Authorization: Bearer <token>"; unset, it is open.
@@ -252,6 +254,9 @@ class DeploymentConfig(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     backend: Literal["llamacpp", "upstream"] = "llamacpp"
     description: str = ""
+    # A stand-in model (the shipped demo): clients and the playground warn that its answers
+    # show the pipeline working, not a model's quality.
+    demo: bool = False
     owned_by: str = "fovea"
     context_length: int = Field(default=4096, ge=64)
     max_images: int = Field(default=8, ge=0)

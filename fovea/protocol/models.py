@@ -19,6 +19,8 @@ class ModelObject(BaseModel):
     context_length: int
     max_images: int
     vision: bool
+    # The shipped demo (or another stand-in): its answers are not a real model's.
+    demo: bool = False
 
 
 class ModelList(BaseModel):

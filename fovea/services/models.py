@@ -47,6 +47,7 @@ class ModelsService:
                     context_length=deployment.context_length,
                     max_images=deployment.max_images if vision else 0,
                     vision=vision,
+                    demo=deployment.demo,
                 )
             )
         return ModelList(data=data)
