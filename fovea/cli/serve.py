@@ -65,13 +65,16 @@ def _print_bootstrap(settings: Settings) -> None:
     database.migrate()
     folder, account, key = IamService(database).bootstrap()
     database.dispose()
-    base_url = f"http://{settings.host}:{settings.port}/v1"
+    origin = f"http://{settings.host}:{settings.port}"
+    base_url = f"{origin}/v1"
+    playground = f"  playground = {origin}/  (sign in with the key)\n" if settings.web_ui else ""
     print(
         "\nFovea is starting. Point the openai client at it:\n"
         f"  base_url   = {base_url}\n"
         f"  folder id  = {folder.id}\n"
         f"  api key    = {key.secret}   (shown once; service account {account.id})\n"
         f"  model      = gpt://{folder.id}/{DEMO_MODEL_NAME}\n"
+        f"{playground}"
         "Try the reference client:\n"
         f"  FOVEA_API_KEY={key.secret} FOVEA_FOLDER_ID={folder.id} "
         ".venv/bin/python examples/compare_images.py\n",
