@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from fovea import __version__
-from fovea.api import batches, chat, datasets, files, health, iam, metrics, models, usage
+from fovea.api import batches, chat, datasets, files, health, iam, me, metrics, models, usage
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         batches.router,
         datasets.router,
         usage.router,
+        me.router,
     )
     for router in (*routers, iam.router, health.router, metrics.router):
         app.include_router(router)

@@ -70,6 +70,11 @@ def permissions_of(role: Role | str) -> frozenset[Permission]:
     return frozenset(granted)
 
 
+def permission_name(permission: Permission) -> str:
+    """A permission as clients read it: ``batches.write``, ``iam.admin``."""
+    return permission.name.lower().replace("_", ".", 1)
+
+
 def roles_allowing(permission: Permission) -> list[Role]:
     """The roles that grant ``permission``, in declaration order."""
     return [role for role in Role if permission in permissions_of(role)]

@@ -18,6 +18,7 @@ from anyio import to_thread
 from cachetools import TTLCache
 
 from fovea.errors import AuthenticationError, FolderMismatchError
+from fovea.iam.apikeys import IAM_SCOPES
 from fovea.iam.checks import (
     UNKNOWN_KEY_MESSAGE,
     check_credentials,
@@ -25,9 +26,10 @@ from fovea.iam.checks import (
     grants,
     split_api_key,
 )
-from fovea.iam.roles import Permission
+from fovea.iam.roles import Permission, permission_name
 from fovea.iam.service import IamService
 from fovea.iam.types import KeyCredentials, Principal
+from fovea.protocol.me import Identity
 
 FOLDER_MISMATCH = "Specified folder ID does not match with service account"
 
@@ -116,6 +118,23 @@ class AccessControl:
     async def holds(self, principal: Principal, folder_id: str, permission: Permission) -> bool:
         """Whether ``require`` would pass."""
         return grants(await self._roles_on(principal.service_account_id, folder_id), permission)
+
+    async def identity(self, principal: Principal) -> Identity:
+        """What the calling key is and may do in its folder (``GET /v1/me``): what a client,
+        the web console among them, asks instead of trying a write to see whether it fails."""
+        folder_id = principal.folder_id
+        roles = await self._roles_on(principal.service_account_id, folder_id)
+        allowed = [p for p in Permission if grants(roles, p)]
+        iam_roles = {Permission.IAM_ADMIN, Permission.SYSTEM_ADMIN} & set(allowed)
+        return Identity(
+            key_id=principal.key_id,
+            service_account_id=principal.service_account_id,
+            folder_id=folder_id,
+            scopes=sorted(principal.scopes),
+            roles=sorted(roles),
+            permissions=[permission_name(p) for p in allowed],
+            iam_api=bool(iam_roles and principal.scopes & IAM_SCOPES),
+        )
 
     def forget_key(self, key_id: str) -> None:
         """Drop a cached key (just revoked here): its next use reads the database."""

@@ -105,3 +105,29 @@ def test_api_key_scheme_works(client: TestClient, keys: Keys) -> None:
 
 def test_models_listing_needs_a_key(client: TestClient, keys: Keys) -> None:
     _error(client.get("/v1/models"), 401)
+
+
+def test_a_key_learns_what_it_may_do_from_me(client: TestClient, keys: Keys) -> None:
+    chat = client.get("/v1/me", headers=auth(keys.api_key)).json()
+    assert chat["folder_id"] == keys.folder_id
+    assert chat["service_account_id"] == keys.service_account_id
+    assert chat["roles"] == ["ai.languageModels.user"]
+    assert chat["permissions"] == ["models.use", "models.read"]
+    assert chat["iam_api"] is False
+
+    account = keys.iam.create_service_account(keys.folder_id, "console")
+    keys.iam.grant_role(keys.folder_id, account.id, "ai.admin")
+    scopes = ["yc.ai.foundationModels.execute", "yc.iam.manage"]
+    admin = client.get(
+        "/v1/me", headers=auth(keys.iam.create_key(account.id, scopes=scopes).secret)
+    )
+    assert "batches.write" in admin.json()["permissions"]
+    assert admin.json()["iam_api"] is True
+    # The role without the scope: the IAM API would refuse the key.
+    no_scope = keys.iam.create_key(account.id).secret
+    assert client.get("/v1/me", headers=auth(no_scope)).json()["iam_api"] is False
+
+    # A key with no role at all may still ask; an unknown key may not.
+    bare = keys.iam.create_key(keys.iam.create_service_account(keys.folder_id, "bare").id)
+    assert client.get("/v1/me", headers=auth(bare.secret)).json()["permissions"] == []
+    _error(client.get("/v1/me"), 401)

@@ -1,9 +1,8 @@
 // The page's shell: sign-in with an API key (kept in session storage only), the pages, the theme.
-import {Api, ApiError, folderOfModel} from "./api.js";
+import {Api, ApiError} from "./api.js";
 import {alertBox, field, fill, h} from "./dom.js";
 
 const KEY_STORAGE = "fovea.apiKey";
-const FOLDER_STORAGE = "fovea.folderId";
 const THEME_STORAGE = "fovea.theme";
 
 // Each page is a module exporting render(root, session) -> optional cleanup function.
@@ -17,36 +16,32 @@ const DEFAULT_PAGE = location.pathname.startsWith("/console") ? "batches" : "pla
 
 let session = null;
 let cleanup = null;
+// Bumped by every navigation: a page still loading when the user moved on is dropped.
+let navigation = 0;
 
-// What every page gets: the API client, the folder, the models the key may list.
+// What every page gets: the API client, what the key is and may do (GET /v1/me), its folder,
+// the models it may list.
 export class Session {
-  constructor(key, folderId, models) {
+  constructor(key, identity, models) {
     this.api = new Api(key);
-    this.folderId = folderId;
+    this.identity = identity;
+    this.folderId = identity.folder_id;
     this.models = models;
+  }
+
+  // A permission as /v1/me names it: "batches.write", "usage.read", "iam.admin".
+  can(permission) {
+    return this.identity.permissions.includes(permission);
   }
 }
 
-async function signIn(key, folderHint) {
+async function signIn(key) {
   const api = new Api(key);
-  let models = [];
-  let folderId = folderHint || null;
-  try {
-    models = (await api.get("/v1/models")).data;
-    folderId = folderId || (models.length ? folderOfModel(models[0].id) : null);
-  } catch (error) {
-    // A key without the right to list models (an IAM-only key) still signs in.
-    if (!(error instanceof ApiError) || error.status !== 403) throw error;
-  }
-  if (!folderId) {
-    try {
-      const folders = (await api.get("/resource-manager/v1/folders")).folders;
-      folderId = folders.length ? folders[0].id : null;
-    } catch {
-      folderId = null;
-    }
-  }
-  return new Session(key, folderId, models);
+  const identity = await api.get("/v1/me");
+  const models = identity.permissions.includes("models.read")
+    ? (await api.get("/v1/models")).data
+    : [];
+  return new Session(key, identity, models);
 }
 
 function renderSignIn(view, message) {
@@ -74,7 +69,6 @@ function renderSignIn(view, message) {
     try {
       session = await signIn(keyInput.value.trim());
       sessionStorage.setItem(KEY_STORAGE, keyInput.value.trim());
-      if (session.folderId) sessionStorage.setItem(FOLDER_STORAGE, session.folderId);
       route();
     } catch (error) {
       fill(status, alertBox(error instanceof ApiError ? error.describe() : String(error)));
@@ -88,7 +82,6 @@ function renderSignIn(view, message) {
 
 function signOut() {
   sessionStorage.removeItem(KEY_STORAGE);
-  sessionStorage.removeItem(FOLDER_STORAGE);
   session = null;
   location.hash = "";
   route();
@@ -100,6 +93,8 @@ function currentPage() {
 }
 
 async function route() {
+  navigation += 1;
+  const current = navigation;
   const view = document.getElementById("view");
   const nav = document.getElementById("nav");
   if (cleanup) {
@@ -124,8 +119,11 @@ async function route() {
   }
   document.title = `${PAGES[name].title} · Fovea`;
   const module = await PAGES[name].load();
+  if (current !== navigation) return;
   fill(view);
-  cleanup = (await module.render(view, session)) ?? null;
+  const done = (await module.render(view, session)) ?? null;
+  if (current === navigation) cleanup = done;
+  else if (done) done(); // the user left while it loaded
 }
 
 function applyTheme(theme) {
@@ -151,7 +149,7 @@ async function start() {
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) {
     try {
-      session = await signIn(key, sessionStorage.getItem(FOLDER_STORAGE));
+      session = await signIn(key);
     } catch (error) {
       sessionStorage.removeItem(KEY_STORAGE);
       renderSignIn(document.getElementById("view"),
