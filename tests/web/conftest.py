@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
@@ -37,8 +44,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 360, "height": 740}
+DESKTOP: ViewportSize = {"width": 1280, "height": 860}
+PHONE: ViewportSize = {"width": 360, "height": 740}
 
 
 @dataclass
@@ -121,9 +128,11 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @dataclass
 class Requests:
-    """Every URL the page asked for, to check that none left the server's origin."""
+    """Every URL the page asked for, to check that none left the server's origin, and every
+    uncaught error of the page's scripts (there must be none)."""
 
     urls: list[str] = field(default_factory=list)
+    script_errors: list[str] = field(default_factory=list)
 
     def foreign(self, origin: str) -> list[str]:
         local = (origin, "data:", "blob:")
@@ -144,9 +153,11 @@ def context(
     )
     context.set_default_timeout(30_000)
     context.on("request", lambda request: requests_seen.urls.append(request.url))
+    context.on("weberror", lambda error: requests_seen.script_errors.append(str(error.error)))
     yield context
     context.close()
     assert requests_seen.foreign(web_server.origin) == []
+    assert requests_seen.script_errors == []
 
 
 @pytest.fixture
