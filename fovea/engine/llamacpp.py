@@ -21,6 +21,8 @@ from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
 from fovea.engine.llamacpp_slots import Call, Job, SlotScheduler, Work, settle
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE
+from fovea.engine.tools import generate_with_tools
+from fovea.engine.tools.prompt import lower
 from fovea.engine.types import (
     Capabilities,
     EngineStats,
@@ -47,6 +49,7 @@ class LlamaCppEngine:
             vision=config.mmproj_path is not None,
             max_images=config.max_images if config.mmproj_path is not None else 0,
             context_length=config.context_length,
+            tools=True,  # the generic tool prompt and grammar (fovea.engine.tools)
         )
         # (priority, arrival, work): interactive requests overtake queued batch lines.
         self._jobs: queue.PriorityQueue[tuple[int, int, Work]] = queue.PriorityQueue()
@@ -80,7 +83,10 @@ class LlamaCppEngine:
             self._thread.start()
         await asyncio.shield(self._loaded)
 
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        return generate_with_tools(self._generate, request)
+
+    async def _generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         self._require_ready()
         job = Job(request, asyncio.get_running_loop())
         self._jobs.put((request.priority, next(self._arrivals), job))
@@ -97,6 +103,8 @@ class LlamaCppEngine:
 
     async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
         self._require_ready()
+        if not isinstance(prompt, str):
+            prompt = lower(prompt, None)  # earlier tool calls and results, as generate sees them
         loop = asyncio.get_running_loop()
         call = Call(lambda model: model.tokenize(prompt), loop, loop.create_future())
         # Answered between two decode steps, ahead of every queued generation.

@@ -35,6 +35,7 @@ from fovea.engine.mtmd_prompt import (
 )
 from fovea.engine.pan_and_scan import expand_high_detail
 from fovea.engine.prefix_cache import Segment
+from fovea.engine.tools.grammar import AUTO_TRIGGER, tool_grammar
 from fovea.engine.types import (
     EngineStats,
     GenerationRequest,
@@ -42,6 +43,7 @@ from fovea.engine.types import (
     Message,
     ResponseFormat,
     Token,
+    ToolUse,
 )
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
 
@@ -351,7 +353,8 @@ class LlamaModel:
     def sampler(self, request: GenerationRequest) -> Sampler:
         """A slot's sampler for ``request``: its own seed, penalties and grammar."""
         params = request.sampling
-        grammar = _grammar_for(request.response_format)
+        tools = request.tools
+        grammar = _grammar_for(request.response_format) if tools is None else _tool_grammar(tools)
         plain = (
             params.temperature == 0.0
             and grammar is None
@@ -369,7 +372,10 @@ class LlamaModel:
             penalty_freq=params.frequency_penalty,
             penalty_present=params.presence_penalty,
         )
-        if grammar is not None:
+        if grammar is not None and tools is not None and tools.choice == "auto":
+            # Free text until the model opens a call; the call itself under the grammar.
+            chain.add_grammar_lazy_patterns(self._model, grammar, [AUTO_TRIGGER], [])
+        elif grammar is not None:
             chain.add_grammar(self._model, grammar)
         if params.temperature == 0.0:
             chain.add_greedy()
@@ -430,6 +436,10 @@ class ChainSampler:
 
     def close(self) -> None:
         self._chain.close()
+
+
+def _tool_grammar(tools: ToolUse) -> LlamaGrammar:
+    return LlamaGrammar.from_string(tool_grammar(tools), verbose=False)
 
 
 def _grammar_for(response_format: ResponseFormat) -> LlamaGrammar | None:

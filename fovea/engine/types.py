@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length"]
+import numpy as np
+import numpy.typing as npt
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +38,41 @@ ContentPart = TextPart | ImagePart
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model made: ``arguments`` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     parts: tuple[ContentPart, ...]
+    # An assistant message's calls; a tool message answers the call ``tool_call_id``.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFunction:
+    name: str
+    description: str
+    parameters: dict[str, object]  # a JSON schema of an object
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """The functions a request offers and whether the model must call one.
+
+    ``choice``: "auto" (text or calls), "required" (at least one call) or a function's name
+    (exactly that one). A request whose client said ``tool_choice: "none"`` carries no ToolUse.
+    """
+
+    functions: tuple[ToolFunction, ...]
+    choice: str = "auto"
+    parallel: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +113,7 @@ class GenerationRequest:
     # Whether chunks reach the client as they come. When False nothing is seen before the end,
     # so a backend may retry a failed generation whole (an upstream on another replica).
     streamed: bool = True
+    tools: ToolUse | None = None
     # False when the client sent ``x-data-logging-enabled: false``: no text of this request
     # (nor of an upstream's error about it) may reach a log.
     data_logging: bool = True
@@ -96,12 +132,24 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call as it streams: the first piece of call ``index`` carries its id
+    and name, the next ones fragments of its arguments' JSON text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationChunk:
     """A piece of streamed output. The last chunk has a finish reason and the usage."""
 
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +219,15 @@ class ReplicaInfo:
     last_error: str | None = None
     running: int | None = None  # the engine's own gauges, when scraped
     waiting: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """An embedding request's vectors, in input order, and the tokens each input took."""
+
+    vectors: npt.NDArray[np.float32]  # (inputs, dimensions), each row L2-normalised
+    token_counts: tuple[int, ...]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.token_counts)

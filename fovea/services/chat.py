@@ -24,6 +24,7 @@ from fovea.engine.types import (
     SamplingParams,
     TextPart,
     Token,
+    ToolCall,
     Usage,
 )
 from fovea.errors import FoveaError, GenerationTimeoutError, InvalidRequestError
@@ -40,6 +41,7 @@ from fovea.services.chat_events import (
     FinishedCompletion,
     RequestContext,
 )
+from fovea.services.chat_tools import CallsSoFar, tool_use, wire_deltas
 from fovea.services.images import ImageIntake, ImageRequest
 from fovea.services.quotas import Admission, RateLimiter
 
@@ -90,6 +92,7 @@ class ChatRun:
         self._timing = timing
         self._observers = observers
         self._parts: list[str] = []
+        self._calls = CallsSoFar()
         self._last = first
         self._status = CompletionStatus.CANCELLED  # until the model finishes
         self._error: str | None = None
@@ -131,6 +134,8 @@ class ChatRun:
         self._last = chunk
         if chunk.text:
             self._parts.append(chunk.text)
+        if chunk.tool_calls:
+            self._calls.add(chunk.tool_calls)
         if chunk.finish_reason is not None:
             self._status = CompletionStatus.OK
 
@@ -164,13 +169,17 @@ class ChatRun:
         async with aclosing(self._all()) as chunks:
             async for _ in chunks:
                 pass
+        calls = self._calls.wire()
+        content = self._text()
         return wire.ChatCompletion(
             id=self.id,
             created=self.created,
             model=self.model_uri,
             choices=[
                 wire.Choice(
-                    message=wire.AssistantMessage(content=self._text()),
+                    message=wire.AssistantMessage(
+                        content=None if calls and not content else content, tool_calls=calls
+                    ),
                     finish_reason=self._last.finish_reason or "stop",
                 )
             ],
@@ -187,6 +196,9 @@ class ChatRun:
                 async for chunk in chunks:
                     if chunk.text:
                         yield self._chunk(wire.ChoiceDelta(content=chunk.text))
+                    if chunk.tool_calls:
+                        calls = wire_deltas(chunk.tool_calls)
+                        yield self._chunk(wire.ChoiceDelta(tool_calls=calls))
                     if chunk.finish_reason is not None:
                         yield self._chunk(wire.ChoiceDelta(), finish_reason=chunk.finish_reason)
                         if include_usage:
@@ -408,6 +420,8 @@ class ChatService:
         )
         await self._access.require(principal, folder_id, Permission.MODELS_USE)
         model = self._catalog.resolve(uri, folder_id)
+        # Before the engine starts: an embedding model is never loaded for a chat request.
+        self._catalog.require_kind(uri, model, "chat")
         engine = await self._engines.get(
             EngineKey(model.deployment.name, model.branch), self._limits.model_load_wait_s
         )
@@ -449,6 +463,7 @@ class ChatService:
             default_max_tokens=min(deployment.default_max_tokens, deployment.max_output_tokens),
             priority=priority,
             streamed=body.stream,
+            tools=tool_use(body),
             data_logging=data_logging,
         )
 
@@ -479,7 +494,11 @@ class ChatService:
                 for p in message_parts
             )
             role = "system" if message.role in ("system", "developer") else message.role
-            result.append(Message(role, parts))  # type: ignore[arg-type]
+            calls = tuple(
+                ToolCall(call.id, call.function.name, call.function.arguments)
+                for call in message.tool_calls or ()
+            )
+            result.append(Message(role, parts, calls, message.tool_call_id))  # type: ignore[arg-type]
         return tuple(result)
 
 
@@ -522,10 +541,16 @@ def _timeout() -> GenerationTimeoutError:
 def _parts(
     message: wire.ChatMessage, index: int
 ) -> list[wire.TextContentPart | wire.ImageContentPart]:
-    if message.role == "tool":
+    if message.role == "tool" and not message.tool_call_id:
         raise InvalidRequestError(
-            f"messages[{index}]: role 'tool' needs tool support, which this model does not have",
-            param=f"messages[{index}].role",
+            f"messages[{index}]: a message with role 'tool' needs the tool_call_id of the call "
+            "it answers",
+            param=f"messages[{index}].tool_call_id",
+        )
+    if message.tool_calls and message.role != "assistant":
+        raise InvalidRequestError(
+            f"messages[{index}]: only assistant messages carry tool_calls",
+            param=f"messages[{index}].tool_calls",
         )
     content = message.content
     if content is None:

@@ -84,6 +84,7 @@ class UpstreamEngine:
             context_length=config.context_length,
             image_size=config.image_size,
             high_detail_min_side=max(config.image_size, MIN_CROP_SIZE),
+            tools=True,  # passed through: the upstream engine renders, constrains and parses
         )
         self.stats = EngineStats()
         self._replicas = [
@@ -291,9 +292,9 @@ class UpstreamEngine:
             async for data in sse_data(response.content.iter_any()):
                 if data == "[DONE]":
                     break
-                text = assembler.feed(data)
-                if text:
-                    yield GenerationChunk(text)
+                chunk = assembler.feed(data)
+                if chunk is not None:
+                    yield chunk
         yield assembler.final()
 
     async def _complete(self, replica: Replica, body: bytes, image_tokens: int) -> GenerationChunk:

@@ -22,6 +22,8 @@ from fovea.engine.types import (
     ImagePart,
     Message,
     TextPart,
+    ToolCallDelta,
+    ToolUse,
     Usage,
 )
 from fovea.errors import (
@@ -33,7 +35,7 @@ from fovea.errors import (
     UpstreamError,
 )
 
-_FINISH_REASONS: frozenset[str] = frozenset({"stop", "length"})
+_FINISH_REASONS: frozenset[str] = frozenset({"stop", "length", "tool_calls"})
 # One server-sent event larger than this is not a chat chunk.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 
@@ -74,10 +76,48 @@ def request_body(
             "type": "json_schema",
             "json_schema": {"name": "response", "schema": response_format.schema or {}},
         }
+    if request.tools is not None:
+        body.update(_tools(request.tools))
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _tools(tools: ToolUse) -> dict[str, Any]:
+    """The offer as the client made it; the upstream engine calls and parses."""
+    choice: Any = tools.choice
+    if choice not in ("auto", "required"):
+        choice = {"type": "function", "function": {"name": choice}}
+    return {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": f.name,
+                    "description": f.description,
+                    "parameters": f.parameters,
+                },
+            }
+            for f in tools.functions
+        ],
+        "tool_choice": choice,
+        "parallel_tool_calls": tools.parallel,
+    }
+
+
 def _message(message: Message, image_urls: Mapping[str, str]) -> dict[str, Any]:
+    wired = _content(message, image_urls)
+    if message.tool_calls:
+        wired["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+        if not message.parts:
+            wired["content"] = None
+    if message.tool_call_id is not None:
+        wired["tool_call_id"] = message.tool_call_id
+    return wired
+
+
+def _content(message: Message, image_urls: Mapping[str, str]) -> dict[str, Any]:
     if all(isinstance(p, TextPart) for p in message.parts):
         text = "".join(p.text for p in message.parts if isinstance(p, TextPart))
         return {"role": message.role, "content": text}
@@ -126,8 +166,9 @@ class StreamAssembler:
         self.usage: Usage | None = None
         self.text_chunks = 0
 
-    def feed(self, data: str) -> str:
-        """The text in one event's data (may be empty); raises on an error event or garbage."""
+    def feed(self, data: str) -> GenerationChunk | None:
+        """The text and tool-call pieces in one event's data (None when it holds neither);
+        raises on an error event or garbage."""
         try:
             event = json.loads(data)
         except ValueError:
@@ -142,15 +183,18 @@ class StreamAssembler:
         if isinstance(usage, dict):
             self.usage = _usage(usage, self._image_tokens)
         text = ""
+        calls: list[ToolCallDelta] = []
         for choice in event.get("choices") or ():
             delta = choice.get("delta") or {}
             text += delta.get("content") or ""
+            calls += _call_deltas(delta.get("tool_calls"))
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = _finish_reason(reason)
-        if text:
-            self.text_chunks += 1
-        return text
+        if not text and not calls:
+            return None
+        self.text_chunks += 1
+        return GenerationChunk(text, tool_calls=tuple(calls))
 
     def final(self) -> GenerationChunk:
         if self.finish_reason is None:
@@ -167,20 +211,49 @@ def parse_completion(content: bytes, image_tokens: int) -> GenerationChunk:
     try:
         answer = json.loads(content)
         choice = answer["choices"][0]
-        text = (choice.get("message") or {}).get("content") or ""
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
         reason = choice.get("finish_reason") or "stop"
         usage = answer.get("usage") or {}
+        calls = tuple(
+            ToolCallDelta(
+                index,
+                id=call["id"],
+                name=call["function"]["name"],
+                arguments=call["function"].get("arguments") or "",
+            )
+            for index, call in enumerate(message.get("tool_calls") or ())
+        )
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise UpstreamError(
             f"the replica's answer is not a chat completion: {content[:200]!r}"
         ) from None
     if not isinstance(text, str) or not isinstance(usage, dict):
         raise UpstreamError(f"the replica's answer is not a chat completion: {content[:200]!r}")
-    return GenerationChunk(text, _finish_reason(reason), _usage(usage, image_tokens))
+    return GenerationChunk(text, _finish_reason(reason), _usage(usage, image_tokens), calls)
+
+
+def _call_deltas(raw: Any) -> list[ToolCallDelta]:
+    if not isinstance(raw, list):
+        return []
+    deltas = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise UpstreamError(f"the replica sent a malformed tool call delta: {item!r:.200}")
+        function = item.get("function") or {}
+        deltas.append(
+            ToolCallDelta(
+                int(item.get("index") or 0),
+                id=item.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return deltas
 
 
 def _finish_reason(reason: str) -> FinishReason:
-    # tool_calls and content_filter are never asked for; anything else ends normally.
+    # content_filter is never asked for; anything else ends normally.
     return reason if reason in _FINISH_REASONS else "stop"  # type: ignore[return-value]
 
 

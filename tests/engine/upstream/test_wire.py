@@ -7,10 +7,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from fovea.engine.types import (
+    GenerationRequest,
+    Message,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolFunction,
+    ToolUse,
+)
 from fovea.engine.upstream.wire import (
     StreamAssembler,
     judge_status,
     parse_completion,
+    request_body,
     sse_data,
 )
 from fovea.errors import (
@@ -46,7 +56,8 @@ async def test_an_endless_event_is_refused() -> None:
 
 def test_an_error_event_mid_stream_is_an_error() -> None:
     assembler = StreamAssembler(image_tokens=0)
-    assert assembler.feed(json.dumps({"choices": [{"delta": {"content": "Hi"}}]})) == "Hi"
+    chunk = assembler.feed(json.dumps({"choices": [{"delta": {"content": "Hi"}}]}))
+    assert chunk is not None and chunk.text == "Hi"
     with pytest.raises(UpstreamError, match="engine died"):
         assembler.feed(json.dumps({"error": {"message": "engine died", "code": 500}}))
     with pytest.raises(UpstreamError, match="not JSON"):
@@ -114,3 +125,68 @@ def test_answers_that_are_not_200(
     assert type(verdict.error) is error
     assert (verdict.retry_elsewhere, verdict.replica_fault) == (elsewhere, fault)
     assert words in verdict.error.message
+
+
+def test_tool_calls_pass_through_both_ways() -> None:
+    tools = ToolUse(
+        (ToolFunction("get_weather", "Weather", {"type": "object", "properties": {}}),),
+        choice="get_weather",
+        parallel=False,
+    )
+    history = (
+        Message("user", (TextPart("Paris?"),)),
+        Message("assistant", (), (ToolCall("call_1", "get_weather", "{}"),)),
+        Message("tool", (TextPart("sunny"),), tool_call_id="call_1"),
+    )
+    request = GenerationRequest("r", history, tools=tools)
+    body = json.loads(request_body(request, history, "m", {}))
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["parallel_tool_calls"] is False
+    assert body["tools"][0]["function"]["name"] == "get_weather"
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": "{}"},
+            }
+        ],
+    }
+    assert body["messages"][2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
+
+    assembler = StreamAssembler(image_tokens=0)
+    first = {
+        "index": 0,
+        "id": "call_9",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    rest = {"index": 0, "function": {"arguments": '{"city"'}}
+    chunks = [
+        assembler.feed(json.dumps({"choices": [{"delta": {"tool_calls": [piece]}}]}))
+        for piece in (first, rest)
+    ]
+    assembler.feed(json.dumps({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}))
+    assert [c.tool_calls for c in chunks if c] == [
+        (ToolCallDelta(0, id="call_9", name="get_weather"),),
+        (ToolCallDelta(0, arguments='{"city"'),),
+    ]
+    assert assembler.final().finish_reason == "tool_calls"
+    whole = parse_completion(
+        json.dumps(
+            {
+                "choices": [
+                    {
+                        "message": {"content": None, "tool_calls": [first]},
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            }
+        ).encode(),
+        image_tokens=0,
+    )
+    assert whole.tool_calls == (ToolCallDelta(0, id="call_9", name="get_weather"),)
+    assert whole.finish_reason == "tool_calls"
