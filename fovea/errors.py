@@ -6,6 +6,7 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     FoveaError (500 server_error)
     ├── InvalidRequestError (400)
     │   ├── ModelUriError            bad model URI
+    │   ├── ModelKindError           a chat model asked for embeddings, or the reverse
     │   ├── FolderMismatchError      URI or header folder is not the key's folder
     │   ├── ImageError               undecodable or invalid image, or a refused image URL
     │   │   └── ImageFetchError      an allowed image URL could not be fetched
@@ -74,6 +75,10 @@ class InvalidRequestError(FoveaError):
 
 class ModelUriError(InvalidRequestError):
     default_code = "invalid_model_uri"
+
+
+class ModelKindError(InvalidRequestError):
+    default_code = "wrong_model_kind"
 
 
 class FolderMismatchError(InvalidRequestError):

@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BRANCHES = ("latest", "rc", "deprecated")
 Branch = Literal["latest", "rc", "deprecated"]
+# What a deployment serves: chat completions, or embeddings (POST /v1/embeddings).
+DeploymentKind = Literal["chat", "embedding"]
 
 DEMO_MODEL_NAME = "gemma-3-demo"
 
@@ -253,6 +255,9 @@ class DeploymentConfig(BaseModel):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     backend: Literal["llamacpp", "upstream"] = "llamacpp"
+    # "embedding": served at POST /v1/embeddings (llamacpp only) as emb://<folder>/<name>;
+    # context_length is then the longest input, in tokens.
+    kind: DeploymentKind = "chat"
     description: str = ""
     # A stand-in model (the shipped demo): clients and the playground warn that its answers
     # show the pipeline working, not a model's quality.
@@ -282,12 +287,20 @@ class DeploymentConfig(BaseModel):
     image_size: int = Field(default=896, ge=16)
     image_tokens: int = Field(default=256, ge=0)
     upstream: UpstreamOptions = Field(default_factory=UpstreamOptions)
+    # Embedding deployments: the smaller sizes a request's ``dimensions`` may ask for, for a
+    # model trained for it (Matryoshka): the vector is truncated, then normalised again. Empty:
+    # only the model's own size.
+    dimensions: list[Annotated[int, Field(ge=1)]] = []
+    # Embedding deployments: how token vectors become one vector ("mean", "cls" or "last"); by
+    # default as the GGUF declares, and mean for a model that declares none.
+    pooling: Literal["mean", "cls", "last"] | None = None
     branches: dict[Branch, BranchConfig]
 
     @model_validator(mode="after")
     def _check_branches(self) -> DeploymentConfig:
         if "latest" not in self.branches:
             raise ValueError(f"deployment {self.name!r} has no 'latest' branch")
+        self._check_kind()
         for branch, config in self.branches.items():
             where = f"deployment {self.name!r}, branch {branch!r}"
             if self.backend == "llamacpp" and (config.model is None or config.replicas):
@@ -301,7 +314,18 @@ class DeploymentConfig(BaseModel):
                 )
         return self
 
+    def _check_kind(self) -> None:
+        where = f"deployment {self.name!r}"
+        if self.kind == "chat" and (self.dimensions or self.pooling):
+            raise ValueError(f"{where}: 'dimensions' and 'pooling' are for kind = \"embedding\"")
+        if self.kind == "embedding" and self.backend != "llamacpp":
+            raise ValueError(f"{where}: embedding deployments are served by the llamacpp backend")
+        if self.kind == "embedding" and any(b.mmproj for b in self.branches.values()):
+            raise ValueError(f"{where}: an embedding deployment takes no 'mmproj'")
+
     def accepts_images(self, branch: BranchConfig) -> bool:
+        if self.kind == "embedding":
+            return False
         if self.backend == "upstream":
             return self.vision
         return branch.mmproj is not None

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import zlib
+from collections.abc import AsyncGenerator, Sequence
 from typing import ClassVar
 
-from fovea.engine.base import EngineState, require_text
+import numpy as np
+
+from fovea.engine.base import EngineState, LoadedModel, require_text
 from fovea.engine.types import (
     Capabilities,
+    Embeddings,
     EngineStats,
     GenerationChunk,
     GenerationRequest,
@@ -19,6 +23,7 @@ from fovea.engine.types import (
     Token,
     Usage,
 )
+from fovea.errors import ContextLengthError
 from fovea.settings import BranchConfig, DeploymentConfig
 
 IMAGE_TOKENS = 16
@@ -110,3 +115,65 @@ def _answer(request: GenerationRequest) -> str:
     ]
     answer = f"echo: {text or '(no text)'}"
     return answer + (f" images: {','.join(digests)}" if digests else "")
+
+
+class ScriptedEmbedder:
+    """Embeds each input as a random unit vector seeded by its text (the same text, the same
+    vector), in ``DIMENSIONS`` dimensions; a text takes a BOS token and one per word."""
+
+    DIMENSIONS = 8
+    instances: ClassVar[list[ScriptedEmbedder]] = []
+
+    def __init__(self, deployment: DeploymentConfig, files: BranchConfig) -> None:
+        self.name = deployment.name
+        self.context_length = deployment.context_length
+        self.stats = EngineStats()
+        self.requests: list[tuple[str | Sequence[int], ...]] = []
+        self._state: EngineState = "stopped"
+        ScriptedEmbedder.instances.append(self)
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def failure(self) -> str | None:
+        return None
+
+    @property
+    def replicas(self) -> tuple[ReplicaInfo, ...]:
+        return ()
+
+    @property
+    def dimensions(self) -> int:
+        return self.DIMENSIONS
+
+    async def start(self) -> None:
+        self._state = "ready"
+
+    async def embed(self, inputs: Sequence[str | Sequence[int]]) -> Embeddings:
+        self.requests.append(tuple(inputs))
+        counts = tuple(1 + len(i.split()) if isinstance(i, str) else len(i) for i in inputs)
+        for index, count in enumerate(counts):
+            if count > self.context_length:
+                raise ContextLengthError(
+                    f"input[{index}] has {count} tokens, over {self.context_length}",
+                    param="input",
+                )
+        vectors = np.array([_vector(str(i), self.DIMENSIONS) for i in inputs], dtype=np.float32)
+        return Embeddings(vectors, counts)
+
+    async def aclose(self) -> None:
+        self._state = "stopped"
+
+
+def scripted_engine(deployment: DeploymentConfig, files: BranchConfig) -> LoadedModel:
+    """The scripted model a catalog entry asks for: an embedder or a chat engine."""
+    if deployment.kind == "embedding":
+        return ScriptedEmbedder(deployment, files)
+    return ScriptedEngine(deployment, files)
+
+
+def _vector(text: str, size: int) -> np.ndarray:
+    vector = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(size)
+    return vector / np.linalg.norm(vector)

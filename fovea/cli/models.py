@@ -51,7 +51,9 @@ def list_models(
                 table.add_row(
                     deployment.name,
                     branch,
-                    deployment.backend,
+                    deployment.backend
+                    if deployment.kind == "chat"
+                    else f"{deployment.backend} ({deployment.kind})",
                     serves,
                     state,
                     str(deployment.context_length),

@@ -1,12 +1,14 @@
-"""The one small interface every engine backend implements."""
+"""The small interfaces engine backends implement: ``Engine`` generates (chat), ``Embedder``
+embeds; both are a ``LoadedModel`` to the registry, health checks and metrics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Literal, Protocol
 
 from fovea.engine.types import (
     Capabilities,
+    Embeddings,
     EngineStats,
     GenerationChunk,
     GenerationRequest,
@@ -18,6 +20,42 @@ from fovea.engine.types import (
 from fovea.errors import InvalidRequestError
 
 EngineState = Literal["stopped", "loading", "ready", "failed"]
+
+
+class LoadedModel(Protocol):
+    """What the registry, health checks and metrics need of any model they hold."""
+
+    stats: EngineStats
+
+    @property
+    def state(self) -> EngineState: ...
+
+    @property
+    def failure(self) -> str | None: ...
+
+    @property
+    def replicas(self) -> tuple[ReplicaInfo, ...]: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Embedder(LoadedModel, Protocol):
+    """A loaded embedding model.
+
+    ``embed`` takes texts (or token ids, fed as given) and returns one L2-normalised vector per
+    input, in order, with each input's token count. It raises ``ContextLengthError`` for an
+    input over ``context_length`` tokens, and ``InvalidRequestError`` for a token id outside the
+    vocabulary, before any work. ``dimensions`` is the vectors' size (0 until loaded).
+    """
+
+    context_length: int
+
+    @property
+    def dimensions(self) -> int: ...
+
+    async def embed(self, inputs: Sequence[str | Sequence[int]]) -> Embeddings: ...
 
 
 class Engine(Protocol):

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from fovea.engine.base import Engine
+from fovea.engine.base import LoadedModel
 from fovea.settings import BranchConfig, DeploymentConfig
 
 
-def create_engine(deployment: DeploymentConfig, branch: BranchConfig) -> Engine:
+def create_engine(deployment: DeploymentConfig, branch: BranchConfig) -> LoadedModel:
+    if deployment.kind == "embedding":
+        from fovea.engine.llamacpp_embeddings import EmbeddingConfig, LlamaCppEmbedder
+
+        assert branch.model is not None  # checked when the catalog was read
+        return LlamaCppEmbedder(
+            EmbeddingConfig(
+                name=deployment.name,
+                model_path=branch.model,
+                context_length=deployment.context_length,
+                pooling=deployment.pooling,
+                n_threads=deployment.n_threads,
+                n_gpu_layers=deployment.n_gpu_layers,
+                flash_attn=deployment.flash_attn,
+            )
+        )
     if deployment.backend == "llamacpp":
         from fovea.engine.llamacpp import LlamaCppConfig, LlamaCppEngine
 

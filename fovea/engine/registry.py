@@ -6,8 +6,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
-from fovea.engine.base import Engine
+from fovea.engine.base import Embedder, Engine, LoadedModel
 from fovea.errors import ModelNotReadyError
 
 log = logging.getLogger(__name__)
@@ -20,11 +21,12 @@ class EngineKey:
 
 
 class EngineRegistry:
-    """Engines by (model, branch). ``get`` waits a bounded time for a loading engine."""
+    """Engines by (model, branch). ``get`` (chat) and ``get_embedder`` wait a bounded time for
+    a loading engine; callers checked the deployment's kind first (``Catalog.require_kind``)."""
 
-    def __init__(self, factory: Callable[[EngineKey], Engine]) -> None:
+    def __init__(self, factory: Callable[[EngineKey], LoadedModel]) -> None:
         self._factory = factory
-        self._engines: dict[EngineKey, Engine] = {}
+        self._engines: dict[EngineKey, LoadedModel] = {}
         self._starts: dict[EngineKey, asyncio.Task[None]] = {}
 
     def start(self, key: EngineKey) -> asyncio.Task[None]:
@@ -39,6 +41,12 @@ class EngineRegistry:
         return task
 
     async def get(self, key: EngineKey, wait_s: float) -> Engine:
+        return cast(Engine, await self._ready(key, wait_s))
+
+    async def get_embedder(self, key: EngineKey, wait_s: float) -> Embedder:
+        return cast(Embedder, await self._ready(key, wait_s))
+
+    async def _ready(self, key: EngineKey, wait_s: float) -> LoadedModel:
         task = self.start(key)
         engine = self._engines[key]
         if engine.state == "ready":
@@ -57,7 +65,7 @@ class EngineRegistry:
             ) from None
         return engine
 
-    def states(self) -> dict[EngineKey, Engine]:
+    def states(self) -> dict[EngineKey, LoadedModel]:
         return dict(self._engines)
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from fovea.engine.base import Engine
+from fovea.engine.base import LoadedModel
 from fovea.engine.registry import EngineKey, EngineRegistry
 
 ENGINE_STATES = ("stopped", "loading", "ready", "failed")
@@ -43,7 +43,7 @@ class StateCollector:
         yield from _server_families(self.server)
 
 
-def _engine_families(engines: Mapping[EngineKey, Engine]) -> Iterator[Metric]:
+def _engine_families(engines: Mapping[EngineKey, LoadedModel]) -> Iterator[Metric]:
     state = GaugeMetricFamily(
         "fovea_engine_state", "1 for the engine's current state", labels=[*ENGINE, "state"]
     )
@@ -96,7 +96,7 @@ def _engine_families(engines: Mapping[EngineKey, Engine]) -> Iterator[Metric]:
     yield from (prefix_hits, prefix_misses)
 
 
-def _replica_families(engines: Mapping[EngineKey, Engine]) -> Iterator[Metric]:
+def _replica_families(engines: Mapping[EngineKey, LoadedModel]) -> Iterator[Metric]:
     up = GaugeMetricFamily(
         "fovea_upstream_replica_up", "1 while the replica takes requests", labels=REPLICA
     )

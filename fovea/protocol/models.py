@@ -21,6 +21,9 @@ class ModelObject(BaseModel):
     vision: bool
     # The shipped demo (or another stand-in): its answers are not a real model's.
     demo: bool = False
+    # "chat" (POST /v1/chat/completions, gpt:// ids) or "embedding" (POST /v1/embeddings,
+    # emb:// ids).
+    kind: Literal["chat", "embedding"] = "chat"
 
 
 class ModelList(BaseModel):

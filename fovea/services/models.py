@@ -38,7 +38,7 @@ class ModelsService:
             vision = deployment.accepts_images(model.config)
             data.append(
                 ModelObject(
-                    id=f"gpt://{folder_id}/{deployment.name}/{model.branch}",
+                    id=model.uri(folder_id),
                     created=self._started_at,
                     owned_by=deployment.owned_by,
                     description=deployment.description,
@@ -48,6 +48,7 @@ class ModelsService:
                     max_images=deployment.max_images if vision else 0,
                     vision=vision,
                     demo=deployment.demo,
+                    kind=deployment.kind,
                 )
             )
         return ModelList(data=data)

@@ -148,9 +148,15 @@ class RateLimiter:
         usage = completion.usage
         if usage is None:
             return
-        quotas = self._quotas_of(completion.folder_id, completion.key_id)
+        self.spend(
+            completion.folder_id, completion.key_id, usage.prompt_tokens + usage.completion_tokens
+        )
+
+    def spend(self, folder_id: str, key_id: str, tokens: int) -> None:
+        """Count the tokens a finished request took (a completion's, an embedding's input)."""
+        quotas = self._quotas_of(folder_id, key_id)
         if any(quota.tokens_per_minute is not None for quota in quotas):
-            self._counters.spend(quotas, usage.prompt_tokens + usage.completion_tokens)
+            self._counters.spend(quotas, tokens)
 
     def _refuse(self, quota: Quota, outcome: Outcome) -> None:
         assert outcome.refusal is not None

@@ -38,8 +38,9 @@ export class Session {
 async function signIn(key) {
   const api = new Api(key);
   const identity = await api.get("/v1/me");
+  // The playground and batches speak chat: embedding models (kind "embedding") are left out.
   const models = identity.permissions.includes("models.read")
-    ? (await api.get("/v1/models")).data
+    ? (await api.get("/v1/models")).data.filter((model) => (model.kind ?? "chat") === "chat")
     : [];
   return new Session(key, identity, models);
 }
