@@ -9,7 +9,20 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 
 from fovea import __version__
-from fovea.api import batches, chat, datasets, files, health, iam, me, metrics, models, usage
+from fovea.api import (
+    batches,
+    chat,
+    datasets,
+    embeddings,
+    files,
+    health,
+    iam,
+    me,
+    metrics,
+    models,
+    responses_api,
+    usage,
+)
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
@@ -61,12 +74,14 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
     app.router.routes.append(chat.route)  # before chat.router's declaration of the same path
     routers = (
         chat.router,
+        embeddings.router,
         models.router,
         files.router,
         batches.router,
         datasets.router,
         usage.router,
         me.router,
+        responses_api.router,
     )
     for router in (*routers, iam.router, health.router, metrics.router):
         app.include_router(router)

@@ -26,6 +26,12 @@ def sse_error(error: FoveaError) -> str:
     return f"data: {json.dumps(error.to_body())}\n\n"
 
 
+def sse_error_event(error: FoveaError, sequence_number: int) -> str:
+    """The same, as the Responses API's typed ``error`` event (the last of its stream)."""
+    event = {**error.to_body()["error"], "type": "error", "sequence_number": sequence_number}
+    return f"event: error\ndata: {json.dumps(event)}\n\n"
+
+
 def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     first = exc.errors()[0]
     location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from fovea.api.errors import sse_error
+from fovea.api.errors import sse_error, sse_error_event
 from fovea.errors import EngineError, FoveaError
 
 log = logging.getLogger(__name__)
@@ -19,25 +19,53 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-async def sse_events(items: AsyncGenerator[BaseModel, None]) -> AsyncIterator[str]:
+def sse_events(items: AsyncGenerator[BaseModel, None]) -> AsyncIterator[str]:
     """``data: <json>`` events, then ``data: [DONE]``; a failure mid-stream is one error event.
 
     Keys whose value is null are left out, as the cloud sends its chunks: its own SDK reads
     ``"finish_reason": null`` as a string and ``"usage": null`` as usage. The ``openai`` client
     and LangChain read chunks without those keys the same way.
     """
+
+    def render(item: BaseModel) -> str:
+        return f"data: {item.model_dump_json(exclude_none=True)}\n\n"
+
+    return _sse(items, render, sse_error, last="data: [DONE]\n\n")
+
+
+def sse_typed_events(items: AsyncGenerator[BaseModel, None]) -> AsyncIterator[str]:
+    """The Responses API's events: ``event: <type>`` and ``data: <json>`` (nulls kept, as OpenAI
+    sends them), no ``[DONE]``; a failure mid-stream is one ``error`` event, numbered next."""
+    sent = 0
+
+    def render(item: BaseModel) -> str:
+        nonlocal sent
+        sent = getattr(item, "sequence_number", sent) + 1
+        return f"event: {getattr(item, 'type', 'message')}\ndata: {item.model_dump_json()}\n\n"
+
+    return _sse(items, render, lambda error: sse_error_event(error, sent))
+
+
+async def _sse(
+    items: AsyncGenerator[BaseModel, None],
+    render: Callable[[BaseModel], str],
+    render_error: Callable[[FoveaError], str],
+    *,
+    last: str | None = None,
+) -> AsyncIterator[str]:
     try:
         async with aclosing(items) as stream:
             async for item in stream:
-                yield f"data: {item.model_dump_json(exclude_none=True)}\n\n"
+                yield render(item)
     except FoveaError as exc:
-        yield sse_error(exc)
+        yield render_error(exc)
         return
     except Exception:
         log.exception("stream failed")
-        yield sse_error(EngineError("The stream failed on the server"))
+        yield render_error(EngineError("The stream failed on the server"))
         return
-    yield "data: [DONE]\n\n"
+    if last is not None:
+        yield last
 
 
 class ClientDisconnected(Exception):

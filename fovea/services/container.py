@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
-from fovea.engine.base import Engine
+from fovea.engine.base import LoadedModel
 from fovea.engine.factory import create_engine
 from fovea.engine.registry import EngineKey, EngineRegistry
 from fovea.iam.service import IamService
@@ -29,6 +29,7 @@ from fovea.services.chat import ChatLimits, ChatService
 from fovea.services.chat_events import CompletionObserver
 from fovea.services.datasets.service import DatasetService
 from fovea.services.datasets.signing import UrlSigner, load_or_create_key
+from fovea.services.embeddings import EmbeddingLimits, EmbeddingsService
 from fovea.services.files import FileService
 from fovea.services.iam import IamAdminService
 from fovea.services.images import ImageIntake
@@ -37,6 +38,7 @@ from fovea.services.operations import OperationService
 from fovea.services.quotas import LocalCounters, QuotaCounters, RateLimiter
 from fovea.services.redis_client import connect as connect_redis
 from fovea.services.request_log import RequestLog, RequestLogConfig
+from fovea.services.responses import ResponsesService
 from fovea.services.storage import DirectoryStorage
 from fovea.services.usage import UsageRecorder, UsageService
 from fovea.settings import BranchConfig, CatalogConfig, DeploymentConfig, Settings
@@ -48,6 +50,7 @@ from fovea.store.operations import OperationStore
 from fovea.store.quota_counters import QuotaCounterStore
 from fovea.store.quotas import QuotaStore
 from fovea.store.request_log import RequestLogStore
+from fovea.store.responses import ResponseStore
 from fovea.store.usage import UsageStore
 
 
@@ -58,6 +61,8 @@ class Services:
     engines: EngineRegistry
     catalog: Catalog
     chat: ChatService
+    embeddings: EmbeddingsService
+    responses: ResponsesService
     models: ModelsService
     fetcher: ImageFetcher
     files: FileService
@@ -106,7 +111,7 @@ class Services:
         self.database.dispose()
 
 
-EngineFactory = Callable[[DeploymentConfig, BranchConfig], Engine]
+EngineFactory = Callable[[DeploymentConfig, BranchConfig], LoadedModel]
 
 
 def replica_id() -> str:
@@ -124,7 +129,7 @@ def build_services(
     database.migrate()
     catalog = Catalog(catalog_config)
 
-    def factory(key: EngineKey) -> Engine:
+    def factory(key: EngineKey) -> LoadedModel:
         model = catalog.resolve_key(key.model, key.branch)
         return engine_factory(model.deployment, model.config)
 
@@ -167,15 +172,27 @@ def build_services(
         ),
         observers=observers,
     )
+    embeddings = EmbeddingsService(
+        catalog=catalog,
+        engines=engines,
+        access=access,
+        quotas=quotas,
+        limits=EmbeddingLimits(
+            model_load_wait_s=settings.model_load_wait_s,
+            timeout_s=settings.generation_timeout_s,
+        ),
+    )
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())
     )
     files = FileService(FileStore(database), access, DirectoryStorage(settings.storage_dir))
     files.remove_stale_partials()
+    responses = ResponsesService(chat=chat, store=ResponseStore(database), access=access)
     runner = BatchRunner(
         store=BatchStore(database),
         files=files,
         chat=chat,
+        responses=responses,
         concurrency=settings.batch_concurrency,
         owner=replica_id(),
         lease_s=settings.batch_lease_s,
@@ -217,6 +234,8 @@ def build_services(
         engines=engines,
         catalog=catalog,
         chat=chat,
+        embeddings=embeddings,
+        responses=responses,
         models=models,
         fetcher=fetcher,
         files=files,

@@ -30,6 +30,7 @@ ID_LENGTH = 32
 NAME_LENGTH = 63
 ROLE_LENGTH = 64
 HASH_LENGTH = 64
+RESPONSE_ID_LENGTH = 64  # "resp_" and 32 hex digits, with room
 
 # Explicit constraint names keep migrations identical on SQLite and PostgreSQL and let
 # Alembic's batch mode find constraints it has to recreate on SQLite.
@@ -372,3 +373,18 @@ class QuotaSlotsRecord(Base):
     key_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     replica_id: Mapped[str] = mapped_column(String(REPLICA_ID_LENGTH), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class StoredResponseRecord(Base):
+    """A response of the Responses API kept for ``GET`` and ``previous_response_id``: the
+    chat messages its input became (images as sent, data URLs included) and the response
+    itself. A conversation is the chain of ``previous_response_id``s, each turn stored once."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id"), index=True)
+    previous_response_id: Mapped[str | None] = mapped_column(String(RESPONSE_ID_LENGTH))
+    created_at: Mapped[datetime]
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -16,23 +16,26 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from anyio import to_thread
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fovea.engine.types import Priority
 from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam.apikeys import GENERATION_SCOPES
 from fovea.iam.types import Principal
 from fovea.protocol.chat import ChatCompletionRequest
+from fovea.protocol.responses import CreateResponseRequest
 from fovea.services.batches.input import check_input, raw_lines, read_line
 from fovea.services.chat import ChatService
 from fovea.services.chat_events import RequestContext
 from fovea.services.datasets.rows import dataset_result_row, dataset_row_to_chat_body
 from fovea.services.files import FileService, derived_file_id
+from fovea.services.responses import ResponsesService
 from fovea.store.batches import BatchInfo, BatchStore, LineRef, LineResult
 from fovea.store.clock import utcnow
 
 log = logging.getLogger(__name__)
 
+RESPONSES_ENDPOINT = "/v1/responses"
 # Errors worth retrying later rather than failing the line: the model is loading, or busy.
 TRANSIENT = (429, 503)
 
@@ -52,6 +55,7 @@ class BatchRunner:
         store: BatchStore,
         files: FileService,
         chat: ChatService,
+        responses: ResponsesService | None = None,
         concurrency: int,
         owner: str,
         lease_s: float = 30.0,
@@ -60,6 +64,7 @@ class BatchRunner:
         self._store = store
         self._files = files
         self._chat = chat
+        self._responses = responses
         self._concurrency = concurrency
         self._owner = owner
         self._lease_s = lease_s
@@ -230,7 +235,6 @@ class BatchRunner:
         request_id = f"req_{secrets.token_hex(12)}"
         try:
             body = _request_body(batch, raw, ref.line_number)
-            request = ChatCompletionRequest.model_validate(body)
             principal = Principal(
                 key_id=f"batch:{batch.id}",
                 service_account_id=batch.service_account_id,
@@ -238,9 +242,7 @@ class BatchRunner:
                 scopes=GENERATION_SCOPES,
             )
             context = RequestContext(request_id=request_id[4:], batch_id=batch.id)
-            completion = await self._chat.complete(
-                principal, request, priority=Priority.BATCH, context=context
-            )
+            completion = await self._generate(batch.endpoint, body, principal, context)
         except ValidationError as exc:
             first = exc.errors()[0]
             message = f"Line {ref.line_number}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
@@ -251,6 +253,20 @@ class BatchRunner:
             return _failed(ref, request_id, exc.status_code, exc.to_body())
         response = {"status_code": 200, "request_id": request_id, "body": completion.model_dump()}
         return LineResult(ref.line_number, ref.custom_id, "completed", response, None)
+
+    async def _generate(
+        self, endpoint: str, body: dict[str, Any], principal: Principal, context: RequestContext
+    ) -> BaseModel:
+        """The line's answer from the service its endpoint names."""
+        if endpoint == RESPONSES_ENDPOINT and self._responses is not None:
+            response = CreateResponseRequest.model_validate(body)
+            return await self._responses.complete(
+                principal, response, priority=Priority.BATCH, context=context
+            )
+        request = ChatCompletionRequest.model_validate(body)
+        return await self._chat.complete(
+            principal, request, priority=Priority.BATCH, context=context
+        )
 
     async def _close(self, batch: BatchInfo, status: str) -> None:
         """Cancel or expire: unfinished lines are closed, finished ones kept, files written."""

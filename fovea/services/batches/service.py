@@ -14,13 +14,13 @@ from fovea.iam.types import Principal
 from fovea.protocol import batches as wire
 from fovea.services.access import AccessControl
 from fovea.services.batches.input import raw_lines
-from fovea.services.batches.runner import BatchRunner
+from fovea.services.batches.runner import RESPONSES_ENDPOINT, BatchRunner
 from fovea.services.catalog import parse_model_uri
 from fovea.services.datasets.rows import detect_format
 from fovea.services.files import FileService
 from fovea.store.batches import COMPLETION_WINDOWS, BatchInfo, BatchStore
 
-ENDPOINTS = ("/v1/chat/completions",)
+ENDPOINTS = ("/v1/chat/completions", RESPONSES_ENDPOINT)
 MAX_METADATA_KEYS = 16
 
 
@@ -64,6 +64,12 @@ class BatchService:
             input_format = body.input_format
         else:
             input_format = await to_thread.run_sync(_sniff, stored.path)
+        if input_format == "dataset" and body.endpoint != "/v1/chat/completions":
+            raise InvalidRequestError(
+                "The input file holds dataset rows, which are chat requests: create the batch "
+                "with endpoint /v1/chat/completions",
+                param="endpoint",
+            )
         if input_format == "dataset" and body.model is None:
             raise InvalidRequestError(
                 "The input file holds dataset rows, which name no model: pass 'model' "
@@ -127,6 +133,12 @@ def _check_request(body: wire.CreateBatchRequest) -> None:
         raise InvalidRequestError(
             f"Unsupported endpoint {body.endpoint!r}; batches run {', '.join(ENDPOINTS)}",
             param="endpoint",
+        )
+    if body.completion_options is not None and body.endpoint != "/v1/chat/completions":
+        raise InvalidRequestError(
+            "completion_options are chat request fields: set them in each line's body for "
+            f"{body.endpoint}",
+            param="completion_options",
         )
     if body.completion_window not in COMPLETION_WINDOWS:
         raise InvalidRequestError(
