@@ -8,24 +8,21 @@ and decoding all stay on the thread that loaded the model.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import llama_cpp
 import llama_cpp._internals as internals
 import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 from llama_cpp._logger import set_verbose as set_llama_verbose
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from fovea.engine.base import require_text
 from fovea.engine.chat_template import ChatTemplate, resolve_template
 from fovea.engine.embedding_cache import EmbeddingCache
+from fovea.engine.llamacpp_sampling import Sampler, build_sampler
 from fovea.engine.mtmd_prompt import (
     Prompt,
     bitmap,
@@ -35,15 +32,12 @@ from fovea.engine.mtmd_prompt import (
 )
 from fovea.engine.pan_and_scan import expand_high_detail
 from fovea.engine.prefix_cache import Segment
-from fovea.engine.tools.grammar import AUTO_TRIGGER, tool_grammar
 from fovea.engine.types import (
     EngineStats,
     GenerationRequest,
     ImagePart,
     Message,
-    ResponseFormat,
     Token,
-    ToolUse,
 )
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
 
@@ -352,38 +346,7 @@ class LlamaModel:
 
     def sampler(self, request: GenerationRequest) -> Sampler:
         """A slot's sampler for ``request``: its own seed, penalties and grammar."""
-        params = request.sampling
-        tools = request.tools
-        grammar = _grammar_for(request.response_format) if tools is None else _tool_grammar(tools)
-        plain = (
-            params.temperature == 0.0
-            and grammar is None
-            and params.frequency_penalty == 0.0
-            and params.presence_penalty == 0.0
-        )
-        if plain:
-            return GreedySampler(self.ctx, self.n_vocab)
-        seed = params.seed if params.seed is not None else random.getrandbits(31)
-        chain = internals.LlamaSampler()
-        chain.add_penalties(
-            n_vocab=self.n_vocab,
-            penalty_last_n=64,
-            penalty_repeat=1.0,
-            penalty_freq=params.frequency_penalty,
-            penalty_present=params.presence_penalty,
-        )
-        if grammar is not None and tools is not None and tools.choice == "auto":
-            # Free text until the model opens a call; the call itself under the grammar.
-            chain.add_grammar_lazy_patterns(self._model, grammar, [AUTO_TRIGGER], [])
-        elif grammar is not None:
-            chain.add_grammar(self._model, grammar)
-        if params.temperature == 0.0:
-            chain.add_greedy()
-        else:
-            chain.add_top_p(params.top_p, 1)
-            chain.add_temp(params.temperature)
-            chain.add_dist(seed)
-        return ChainSampler(self.ctx, chain)
+        return build_sampler(self._model, self.ctx, self.n_vocab, request)
 
     def is_end(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
@@ -399,58 +362,3 @@ class LlamaModel:
                 self.vocab, token, buffer, len(buffer), 0, special
             )
         return buffer.raw[:size] if size > 0 else b""
-
-
-class Sampler(Protocol):
-    def sample(self, index: int) -> int:
-        """The next token from the logits at ``index`` of the last decode."""
-
-    def close(self) -> None: ...
-
-
-class GreedySampler:
-    """Temperature 0, no grammar, no penalties: the logits' argmax, read in place."""
-
-    def __init__(self, ctx: internals.LlamaContext, n_vocab: int) -> None:
-        self._ctx = ctx
-        self._n_vocab = n_vocab
-
-    def sample(self, index: int) -> int:
-        logits = llama_cpp.llama_get_logits_ith(self._ctx.ctx, index)
-        return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
-
-    def close(self) -> None:
-        pass
-
-
-class ChainSampler:
-    """llama.cpp's sampler chain (penalties, grammar, top-p, temperature, seeded draw)."""
-
-    def __init__(self, ctx: internals.LlamaContext, chain: internals.LlamaSampler) -> None:
-        self._ctx = ctx
-        self._chain = chain
-
-    def sample(self, index: int) -> int:
-        # llama_sampler_sample also accepts the token: the grammar and penalties move on.
-        return int(self._chain.sample(self._ctx, index))
-
-    def close(self) -> None:
-        self._chain.close()
-
-
-def _tool_grammar(tools: ToolUse) -> LlamaGrammar:
-    return LlamaGrammar.from_string(tool_grammar(tools), verbose=False)
-
-
-def _grammar_for(response_format: ResponseFormat) -> LlamaGrammar | None:
-    if response_format.kind == "json_object":
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    if response_format.kind == "json_schema":
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(response_format.schema), verbose=False)
-        except Exception as exc:  # the converter raises bare Exceptions for unsupported schemas
-            raise InvalidRequestError(
-                f"response_format.json_schema.schema is not supported: {exc}",
-                param="response_format",
-            ) from exc
-    return None

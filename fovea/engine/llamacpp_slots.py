@@ -26,7 +26,8 @@ from typing import Any
 
 import llama_cpp.mtmd_cpp as mtmd
 
-from fovea.engine.llamacpp_runtime import LlamaModel, Sampler
+from fovea.engine.llamacpp_runtime import LlamaModel
+from fovea.engine.llamacpp_sampling import Sampler
 from fovea.engine.mtmd_prompt import Prompt, chunk_tokens
 from fovea.engine.prefix_cache import KvPrefix
 from fovea.engine.text import StopFilter, TokenTextDecoder

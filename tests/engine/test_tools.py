@@ -35,7 +35,7 @@ WEATHER = ToolFunction(
     {
         "type": "object",
         "properties": {
-            "city": {"type": "string"},
+            "city": {"type": "string", "maxLength": 40},
             "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
             "days": {"type": "integer", "minimum": 1, "maximum": 7},
         },
@@ -49,12 +49,17 @@ SEARCH = ToolFunction(
     {
         "type": "object",
         "properties": {
-            "query": {"type": "string"},
-            "tags": {"type": "array", "items": {"type": "string"}},
+            "query": {"type": "string", "maxLength": 40},
+            "tags": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 20},
+                "maxItems": 3,
+            },
         },
         "required": ["query"],
     },
 )
+# Bounded strings and arrays: a call fits in max_tokens whatever the demo model writes.
 
 
 def _parse_all(text: str, piece: int) -> tuple[str, list[tuple[int, str | None, str | None, str]]]:

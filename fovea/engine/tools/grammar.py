@@ -23,10 +23,21 @@ _MAX_ENUMERATED = 2048
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
+# A JSON string's character: llama-cpp-python's converter allows raw control characters
+# (a newline inside a string: not JSON); llama.cpp's own grammars refuse them, as here.
+_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+
+
 class _Converter(SchemaConverter):
-    """llama.cpp's converter, plus the numeric bounds it leaves out (it would let a model write
-    ``"days": 1000000`` for ``maximum: 7``): small integer ranges exactly, and the sign of a
-    number bounded at zero; other bounds are refused rather than not enforced."""
+    """llama.cpp's converter, with strings that are JSON (no raw control characters) and the
+    numeric bounds it leaves out (it would let a model write ``"days": 1000000`` for
+    ``maximum: 7``): small integer ranges exactly, and the sign of a number bounded at zero;
+    other bounds are refused rather than not enforced."""
+
+    def format_grammar(self) -> str:
+        if "char" in self._rules:
+            self._rules["char"] = _CHAR
+        return str(super().format_grammar())
 
     def visit(self, schema: dict[str, Any], name: str) -> str:
         kind = schema.get("type")
@@ -75,6 +86,20 @@ def _high(bounds: dict[str, Any]) -> int | None:
     if "exclusiveMaximum" in bounds:
         return math.ceil(bounds["exclusiveMaximum"]) - 1
     return None
+
+
+def json_schema_grammar(schema: dict[str, Any]) -> str:
+    """GBNF for a JSON value that matches ``schema`` (``response_format`` json_schema); raises
+    ``InvalidRequestError`` for a schema the converter cannot take."""
+    converter = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    try:
+        converter.visit(converter.resolve_refs(dict(schema), "response_format"), "")
+    except Exception as exc:  # the converter raises bare exceptions for what it cannot take
+        raise InvalidRequestError(
+            f"response_format.json_schema.schema is not supported: {exc}",
+            param="response_format",
+        ) from exc
+    return converter.format_grammar()
 
 
 def tool_grammar(tools: ToolUse) -> str:
