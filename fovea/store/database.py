@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,33 +74,48 @@ class Database:
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest migration (a no-op when already there)."""
+        deadline = time.monotonic() + MIGRATION_WAIT_MS / 1000
+        while True:
+            try:
+                self._migrate_once()
+                return
+            except OperationalError as exc:
+                # SQLite answers some contention at once, without its busy handler (a WAL
+                # being recovered or switched to while another connection opens): the
+                # attempt was rolled back whole, so try again until the migration wait is up.
+                if not (self.is_sqlite and _sqlite_busy(exc)) or time.monotonic() > deadline:
+                    raise FoveaError(
+                        f"Could not open or upgrade the database {self._safe_url}: {exc}"
+                    ) from exc
+                time.sleep(0.05)
+            except SQLAlchemyError as exc:
+                raise FoveaError(
+                    f"Could not open or upgrade the database {self._safe_url}: {exc}"
+                ) from exc
+
+    def _migrate_once(self) -> None:
         config = alembic_config(self.url)
-        try:
-            with self.engine.connect() as connection:
-                if self.is_sqlite:
-                    # Take the write lock first so that two processes starting on a fresh file
-                    # run the migrations one after the other instead of both creating tables;
-                    # waiting for another's whole migration may take longer than a query.
-                    connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
-                elif self.url.get_backend_name() == "postgresql":
-                    # The same for replicas starting together: the first migrates, in one
-                    # transaction holding this lock; the others wait, then find nothing to do.
-                    connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                    )
-                config.attributes["connection"] = connection
-                try:
-                    command.upgrade(config, "head")
-                    connection.commit()
-                finally:
-                    if self.is_sqlite:  # the pooled connection goes back to the usual wait
-                        connection.rollback()
-                        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        except SQLAlchemyError as exc:
-            raise FoveaError(
-                f"Could not open or upgrade the database {self._safe_url}: {exc}"
-            ) from exc
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                # Take the write lock first so that two processes starting on a fresh file
+                # run the migrations one after the other instead of both creating tables;
+                # waiting for another's whole migration may take longer than a query.
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.url.get_backend_name() == "postgresql":
+                # The same for replicas starting together: the first migrates, in one
+                # transaction holding this lock; the others wait, then find nothing to do.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            try:
+                command.upgrade(config, "head")
+                connection.commit()
+            finally:
+                if self.is_sqlite:  # the pooled connection goes back to the usual wait
+                    connection.rollback()
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
     def ping(self) -> bool:
         """Whether the database answers now (blocking: call off the event loop)."""
@@ -139,6 +155,11 @@ _PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03")
 _SQLITE_BUSY_OR_LOCKED = (5, 6)
 
 
+def _sqlite_busy(error: OperationalError) -> bool:
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return code is not None and int(code) & 0xFF in _SQLITE_BUSY_OR_LOCKED
+
+
 def _is_unavailable(error: SQLAlchemyError) -> bool:
     if isinstance(error, DisconnectionError | PoolTimeout):
         return True
@@ -150,7 +171,7 @@ def _is_unavailable(error: SQLAlchemyError) -> bool:
     if not isinstance(error, OperationalError | InterfaceError) or cause is None:
         return False
     if hasattr(cause, "sqlite_errorcode"):
-        return int(cause.sqlite_errorcode) & 0xFF in _SQLITE_BUSY_OR_LOCKED
+        return _sqlite_busy(error)  # type: ignore[arg-type]
     if hasattr(cause, "sqlstate"):  # psycopg: None when the connection itself failed
         state = cause.sqlstate
         return state is None or str(state).startswith(_PG_UNAVAILABLE)

@@ -359,13 +359,21 @@ def test_the_same_seed_gives_the_same_answer(page: Page, web_server: WebServer) 
 def test_json_mode_answers_a_json_object(page: Page, web_server: WebServer) -> None:
     open_playground(page, web_server, max_tokens="48")
     page.get_by_label("JSON mode").check()
-    # With this seed the demo model closes its object well within the limit.
     page.get_by_label("Temperature").fill("1")
     page.get_by_label("Seed").fill("1")
     body = send(page, "Describe a cat as a JSON object.")
     assert body["response_format"] == {"type": "json_object"}
     answer = wait_for_answer(page)
-    assert isinstance(json.loads(answer_text(answer)), dict)
+    text = answer_text(answer)
+    # The grammar makes the answer an object from its first character (the demo alone writes
+    # prose); whether the 270M model closes it within 48 tokens depends on the draw, and the
+    # page says so when it did not.
+    assert text.startswith("{")
+    if "Cut at the max tokens limit" in answer.inner_text():
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(text)
+    else:
+        assert isinstance(json.loads(text), dict)
 
 
 # -- show code ----------------------------------------------------------------------------------
