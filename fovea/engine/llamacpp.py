@@ -13,13 +13,12 @@ import asyncio
 import itertools
 import logging
 import queue
-import threading
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 
-from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_runtime import LlamaCppConfig, LlamaModel
 from fovea.engine.llamacpp_slots import Call, Job, SlotScheduler, Work, settle
+from fovea.engine.model_thread import ModelThread
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE
 from fovea.engine.tools import generate_with_tools
 from fovea.engine.tools.prompt import lower
@@ -30,7 +29,6 @@ from fovea.engine.types import (
     GenerationRequest,
     Message,
     Priority,
-    ReplicaInfo,
     Token,
 )
 from fovea.errors import FoveaError, ModelNotReadyError
@@ -40,10 +38,13 @@ log = logging.getLogger(__name__)
 __all__ = ["LlamaCppConfig", "LlamaCppEngine"]
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(ModelThread):
     """A GGUF model (with an optional mmproj) served by a dedicated thread."""
 
+    _thread_name = "llamacpp"
+
     def __init__(self, config: LlamaCppConfig) -> None:
+        super().__init__(config.name)
         self.config = config
         self.capabilities = Capabilities(
             vision=config.mmproj_path is not None,
@@ -54,34 +55,7 @@ class LlamaCppEngine:
         # (priority, arrival, work): interactive requests overtake queued batch lines.
         self._jobs: queue.PriorityQueue[tuple[int, int, Work]] = queue.PriorityQueue()
         self._arrivals = itertools.count()
-        self._state: EngineState = "stopped"
-        self._failure: str | None = None
-        self._loaded: asyncio.Future[None] | None = None
-        self._thread: threading.Thread | None = None
         self.stats = EngineStats()
-
-    @property
-    def state(self) -> EngineState:
-        return self._state
-
-    @property
-    def failure(self) -> str | None:
-        return self._failure
-
-    @property
-    def replicas(self) -> tuple[ReplicaInfo, ...]:
-        return ()
-
-    async def start(self) -> None:
-        if self._loaded is None:
-            loop = asyncio.get_running_loop()
-            self._loaded = loop.create_future()
-            self._state = "loading"
-            self._thread = threading.Thread(
-                target=self._run, args=(loop,), name=f"llamacpp-{self.config.name}", daemon=True
-            )
-            self._thread.start()
-        await asyncio.shield(self._loaded)
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         return generate_with_tools(self._generate, request)
@@ -114,13 +88,6 @@ class LlamaCppEngine:
         finally:
             call.cancelled.set()
         return tokens
-
-    def _require_ready(self) -> None:
-        if self._state != "ready":
-            raise ModelNotReadyError(
-                f"Model {self.config.name} is not ready ({self._state})",
-                headers={"Retry-After": "5"},
-            )
 
     async def aclose(self) -> None:
         if self._thread is None:

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fovea.engine.base import EngineState
 from fovea.engine.llamacpp_embedding_model import Cancelled, EmbeddingConfig, EmbeddingModel
 from fovea.engine.llamacpp_slots import settle
-from fovea.engine.types import Embeddings, EngineStats, ReplicaInfo
+from fovea.engine.model_thread import ModelThread
+from fovea.engine.types import Embeddings, EngineStats
 from fovea.errors import EngineError, FoveaError, ModelNotReadyError
 
 log = logging.getLogger(__name__)
@@ -35,53 +35,25 @@ class _Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-class LlamaCppEmbedder:
+class LlamaCppEmbedder(ModelThread):
     """An embedding GGUF served by a dedicated thread."""
 
+    _thread_name = "embed"
+
     def __init__(self, config: EmbeddingConfig) -> None:
+        super().__init__(config.name)
         self.config = config
         self.context_length = config.context_length
         self.stats = EngineStats()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._state: EngineState = "stopped"
-        self._failure: str | None = None
         self._dimensions = 0
-        self._loaded: asyncio.Future[None] | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def state(self) -> EngineState:
-        return self._state
-
-    @property
-    def failure(self) -> str | None:
-        return self._failure
-
-    @property
-    def replicas(self) -> tuple[ReplicaInfo, ...]:
-        return ()
 
     @property
     def dimensions(self) -> int:
         return self._dimensions
 
-    async def start(self) -> None:
-        if self._loaded is None:
-            loop = asyncio.get_running_loop()
-            self._loaded = loop.create_future()
-            self._state = "loading"
-            self._thread = threading.Thread(
-                target=self._run, args=(loop,), name=f"embed-{self.config.name}", daemon=True
-            )
-            self._thread.start()
-        await asyncio.shield(self._loaded)
-
     async def embed(self, inputs: Sequence[str | Sequence[int]]) -> Embeddings:
-        if self._state != "ready":
-            raise ModelNotReadyError(
-                f"Model {self.config.name} is not ready ({self._state})",
-                headers={"Retry-After": "5"},
-            )
+        self._require_ready()
         loop = asyncio.get_running_loop()
         job = _Job(tuple(inputs), loop, loop.create_future())
         self._jobs.put(job)
