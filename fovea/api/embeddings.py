@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep
+from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep, request_context
 from fovea.api.responses import json_response
 from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect
 from fovea.protocol.embeddings import EmbeddingList, EmbeddingRequest
@@ -25,7 +25,10 @@ async def create_embeddings(
     try:
         # A client that leaves stops the work before the model's next round of inputs.
         result = await cancel_on_disconnect(
-            request, services.embeddings.create(principal, body, header_folder)
+            request,
+            services.embeddings.create(
+                principal, body, header_folder, context=request_context(request)
+            ),
         )
     except ClientDisconnected:
         return Response(status_code=499)

@@ -19,7 +19,7 @@ from rich.table import Table
 from fovea.cli.database import open_database
 from fovea.cli.times import parse_since, parse_time
 from fovea.iam import IamService
-from fovea.store.usage import UsageFilter, UsageGroup, UsageStore, UsageTotals
+from fovea.store.usage import UsageFilter, UsageGroup, UsageKind, UsageStore, UsageTotals
 
 
 class By(StrEnum):
@@ -28,6 +28,7 @@ class By(StrEnum):
     KEY = "key"
     SERVICE_ACCOUNT = "sa"
     BATCH = "batch"
+    KIND = "kind"
     DAY = "day"
 
 
@@ -37,6 +38,7 @@ _GROUPS = {
     By.KEY: UsageGroup.KEY,
     By.SERVICE_ACCOUNT: UsageGroup.SERVICE_ACCOUNT,
     By.BATCH: UsageGroup.BATCH,
+    By.KIND: UsageGroup.KIND,
 }
 _COUNTS = (
     ("requests", "requests"),
@@ -56,17 +58,21 @@ def usage(
     ] = None,
     by: Annotated[
         list[By] | None,
-        typer.Option("--by", help="Sum per folder, model, key, sa, batch and/or day."),
+        typer.Option("--by", help="Sum per folder, model, key, sa, batch, kind and/or day."),
     ] = None,
     since: Annotated[
         str, typer.Option(help="Start: a time ago (7d, 12h) or an ISO 8601 time.")
     ] = "7d",
     until: Annotated[str | None, typer.Option(help="End (ISO 8601); now if unset.")] = None,
     model: Annotated[list[str] | None, typer.Option(help="Only this model (repeatable).")] = None,
+    kind: Annotated[
+        UsageKind | None, typer.Option(help="Only completions or only embeddings requests.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
 ) -> None:
-    """Tokens, requests and images of chat completions, summed per group."""
+    """Tokens, requests and images of chat completions and embeddings requests, summed per
+    group."""
     if as_json and as_csv:
         raise typer.BadParameter("give --json or --csv, not both")
     now = datetime.now(UTC)
@@ -79,7 +85,7 @@ def usage(
     with _stores() as (iam, store):
         folders = [iam.get_folder(name).id for name in folder] if folder else None
         totals = store.totals(
-            UsageFilter(start=start, end=end, folder_ids=folders, models=model or None),
+            UsageFilter(start=start, end=end, folder_ids=folders, models=model or None, kind=kind),
             [_GROUPS[g] for g in groups if g != By.DAY],
             DAY if per_day else None,
         )

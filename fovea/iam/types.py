@@ -15,6 +15,13 @@ class Principal:
     folder_id: str
     scopes: frozenset[str]
 
+    @property
+    def api_key_id(self) -> str:
+        """The API key the request was made with; empty for work no key started directly
+        (batch lines and deferred completions act as principals named "batch:<id>" and
+        "operation:<id>")."""
+        return "" if ":" in self.key_id else self.key_id
+
 
 @dataclass(frozen=True)
 class KeyCredentials:

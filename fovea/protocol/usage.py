@@ -1,12 +1,14 @@
-"""Wire types of the usage API (``/v1/organization/usage/completions``), in OpenAI's shape.
+"""Wire types of the usage API (``/v1/organization/usage/completions`` and ``.../embeddings``),
+in OpenAI's shape.
 
 A project is a folder, a user a service account. Fovea adds ``input_image_tokens``,
-``num_images`` and ``num_failed_requests`` to each result.
+``num_images`` and ``num_failed_requests`` to completions' results, ``num_failed_requests`` and
+``batch`` to embeddings' results.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -54,15 +56,30 @@ class CompletionsResult(BaseModel):
     batch: bool | None = None
 
 
-class UsageBucket(BaseModel):
+class EmbeddingsResult(BaseModel):
+    object: Literal["organization.usage.embeddings.result"] = "organization.usage.embeddings.result"
+    input_tokens: int
+    num_model_requests: int
+    num_failed_requests: int
+    project_id: str | None = None
+    user_id: str | None = None
+    api_key_id: str | None = None
+    model: str | None = None
+    batch: bool | None = None
+
+
+Result = TypeVar("Result", CompletionsResult, EmbeddingsResult)
+
+
+class UsageBucket(BaseModel, Generic[Result]):
     object: Literal["bucket"] = "bucket"
     start_time: int
     end_time: int
-    results: list[CompletionsResult]
+    results: list[Result]
 
 
-class UsagePage(BaseModel):
+class UsagePage(BaseModel, Generic[Result]):
     object: Literal["page"] = "page"
-    data: list[UsageBucket]
+    data: list[UsageBucket[Result]]
     has_more: bool
     next_page: str | None

@@ -61,11 +61,9 @@ class FinishedCompletion:
 
     @property
     def key_id(self) -> str:
-        """The API key the completion was asked with; empty for work no key started directly
-        (batch lines and deferred completions run under principals named "batch:<id>" and
-        "operation:<id>")."""
-        key_id = self.principal.key_id
-        return "" if ":" in key_id else key_id
+        """The API key the completion was asked with (empty for batch lines and deferred
+        completions)."""
+        return self.principal.api_key_id
 
     @property
     def is_batch(self) -> bool:

@@ -181,6 +181,7 @@ def build_services(
             model_load_wait_s=settings.model_load_wait_s,
             timeout_s=settings.generation_timeout_s,
         ),
+        usage=usage_recorder if settings.usage_records else None,
     )
     models = ModelsService(
         catalog=catalog, engines=engines, access=access, started_at=int(time.time())
@@ -193,6 +194,7 @@ def build_services(
         files=files,
         chat=chat,
         responses=responses,
+        embeddings=embeddings,
         concurrency=settings.batch_concurrency,
         owner=replica_id(),
         lease_s=settings.batch_lease_s,

@@ -1,5 +1,6 @@
-"""Usage: one record per finished completion, written off the request's path; and the
-reports read back from them (``fovea usage``, ``GET /v1/organization/usage/completions``).
+"""Usage: one record per finished completion or embeddings request, written off the request's
+path; and the reports read back from them (``fovea usage``,
+``GET /v1/organization/usage/completions`` and ``.../embeddings``).
 
 Records wait in memory and are written together every ``flush_interval_s`` (one transaction
 for many), and at shutdown. A process killed with SIGKILL loses at most the records of its last
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -23,7 +25,14 @@ from fovea.protocol import usage as wire
 from fovea.services.access import AccessControl
 from fovea.services.background import BackgroundTasks, every
 from fovea.services.chat_events import FinishedCompletion
-from fovea.store.usage import UsageFilter, UsageGroup, UsageRow, UsageStore, UsageTotals
+from fovea.store.usage import (
+    UsageFilter,
+    UsageGroup,
+    UsageKind,
+    UsageRow,
+    UsageStore,
+    UsageTotals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,10 @@ class UsageRecorder:
     def completion_finished(self, completion: FinishedCompletion) -> None:
         self._pending.append(usage_row(completion))
 
+    def record(self, row: UsageRow) -> None:
+        """Take a record of another kind of request (an embeddings request)."""
+        self._pending.append(row)
+
     def start(self) -> None:
         """Start flushing (call on the event loop)."""
         self._tasks.spawn(
@@ -98,9 +111,25 @@ class UsageService:
 
     async def completions_page(
         self, principal: Principal, params: wire.UsageParams, now: float | None = None
-    ) -> wire.UsagePage:
-        """One page of time buckets; a caller sees the folders it has ``ai.viewer`` on (its
-        own unless ``project_ids`` names others)."""
+    ) -> wire.UsagePage[wire.CompletionsResult]:
+        """One page of completions' time buckets; a caller sees the folders it has
+        ``ai.viewer`` on (its own unless ``project_ids`` names others)."""
+        return await self._page(principal, params, UsageKind.COMPLETION, _completions, now)
+
+    async def embeddings_page(
+        self, principal: Principal, params: wire.UsageParams, now: float | None = None
+    ) -> wire.UsagePage[wire.EmbeddingsResult]:
+        """One page of embeddings requests' time buckets, seen as completions' are."""
+        return await self._page(principal, params, UsageKind.EMBEDDING, _embeddings, now)
+
+    async def _page(
+        self,
+        principal: Principal,
+        params: wire.UsageParams,
+        kind: UsageKind,
+        result: Callable[[UsageTotals], wire.Result],
+        now: float | None,
+    ) -> wire.UsagePage[wire.Result]:
         width = wire.BUCKET_SECONDS[params.bucket_width]
         default_limit, max_limit = wire.BUCKET_LIMITS[params.bucket_width]
         limit = params.limit or default_limit
@@ -131,11 +160,12 @@ class UsageService:
             key_ids=params.api_key_ids,
             models=params.models,
             batch=params.batch,
+            kind=kind,
         )
         group_by = tuple(_GROUPS[name] for name in dict.fromkeys(params.group_by or ()))
         totals = await to_thread.run_sync(partial(self._store.totals, where, group_by, width))
         buckets = [
-            wire.UsageBucket(
+            wire.UsageBucket[wire.Result](
                 start_time=bucket_start,
                 end_time=min(bucket_start + width, page_end),
                 results=[],
@@ -144,9 +174,9 @@ class UsageService:
         ]
         for total in totals:
             assert total.bucket is not None
-            buckets[total.bucket].results.append(_result(total))
+            buckets[total.bucket].results.append(result(total))
         has_more = page_end < end
-        return wire.UsagePage(
+        return wire.UsagePage[wire.Result](
             data=buckets, has_more=has_more, next_page=str(page_end) if has_more else None
         )
 
@@ -172,7 +202,7 @@ def _page_start(params: wire.UsageParams) -> int:
     return int(params.page)
 
 
-def _result(total: UsageTotals) -> wire.CompletionsResult:
+def _completions(total: UsageTotals) -> wire.CompletionsResult:
     group = total.group
     return wire.CompletionsResult(
         input_tokens=total.prompt_tokens,
@@ -181,6 +211,20 @@ def _result(total: UsageTotals) -> wire.CompletionsResult:
         input_image_tokens=total.image_tokens,
         num_model_requests=total.requests,
         num_images=total.images,
+        num_failed_requests=total.errors,
+        project_id=group.get(UsageGroup.FOLDER.value),
+        user_id=group.get(UsageGroup.SERVICE_ACCOUNT.value),
+        api_key_id=group.get(UsageGroup.KEY.value),
+        model=group.get(UsageGroup.MODEL.value),
+        batch=group.get(UsageGroup.BATCH.value),
+    )
+
+
+def _embeddings(total: UsageTotals) -> wire.EmbeddingsResult:
+    group = total.group
+    return wire.EmbeddingsResult(
+        input_tokens=total.prompt_tokens,
+        num_model_requests=total.requests,
         num_failed_requests=total.errors,
         project_id=group.get(UsageGroup.FOLDER.value),
         user_id=group.get(UsageGroup.SERVICE_ACCOUNT.value),

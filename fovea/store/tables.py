@@ -263,8 +263,9 @@ class OperationRecord(Base):
 
 
 class UsageRecord(Base):
-    """One chat completion's usage (an interactive request or a batch line), written in
-    batches off the request's path. No foreign keys: a record outlives the key it names."""
+    """One request's usage (a completion or an embedding; an interactive request or a batch
+    line), written in batches off the request's path. No foreign keys: a record outlives the
+    key it names."""
 
     __tablename__ = "usage_records"
     __table_args__ = (Index("ix_usage_records_folder_id_created_at", "folder_id", "created_at"),)
@@ -288,6 +289,8 @@ class UsageRecord(Base):
     # ok | error | cancelled | timeout
     status: Mapped[str] = mapped_column(String(16))
     batch_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    # completion | embedding (UsageKind)
+    kind: Mapped[str] = mapped_column(String(16), server_default="completion")
 
 
 class QuotaRecord(Base):

@@ -18,8 +18,15 @@ from fovea.store.tables import UsageRecord
 from fovea.store.transaction import transaction
 
 
+class UsageKind(StrEnum):
+    """What a usage record counts."""
+
+    COMPLETION = "completion"  # a chat completion, a response, a batch line of either
+    EMBEDDING = "embedding"
+
+
 class UsageRow(NamedTuple):
-    """One finished completion's usage, as written. A tuple of plain values, which the garbage
+    """One finished request's usage, as written. A tuple of plain values, which the garbage
     collector stops tracking: a second's worth of them waiting to be written does not make
     every full collection longer (measured: kept as objects, they cost more CPU than writing)."""
 
@@ -40,10 +47,11 @@ class UsageRow(NamedTuple):
     duration_ms: float
     status: str
     batch_id: str | None
+    kind: str = UsageKind.COMPLETION.value
 
 
 _TABLE = typing.cast(Table, UsageRecord.__table__)
-_SQLITE_CHUNK = 500  # rows per INSERT: 500 x 17 parameters, under SQLite's 32766
+_SQLITE_CHUNK = 500  # rows per INSERT: 500 x 18 parameters, under SQLite's 32766
 
 
 @functools.cache
@@ -67,6 +75,7 @@ class UsageGroup(StrEnum):
     KEY = "key_id"
     MODEL = "model"
     BATCH = "batch"
+    KIND = "kind"
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class UsageFilter:
     key_ids: Sequence[str] | None = None
     models: Sequence[str] | None = None
     batch: bool | None = None
+    kind: UsageKind | None = None  # None: every kind
 
 
 @dataclass(frozen=True)
@@ -206,4 +216,6 @@ def _conditions(where: UsageFilter) -> ColumnElement[bool]:
         conditions.append(
             record.batch_id.is_not(None) if where.batch else record.batch_id.is_(None)
         )
+    if where.kind is not None:
+        conditions.append(record.kind == where.kind.value)
     return and_(*conditions)

@@ -1,11 +1,14 @@
 """``POST /v1/embeddings`` through the app, on a scripted embedder: the wire shapes, what is
-refused (bad input, the wrong kind of model, ``dimensions``, another folder) and how it is
-counted against quotas. The real model's vectors are tested in tests/engine and tests/contract.
+refused (bad input, the wrong kind of model, ``dimensions``, another folder), how it is
+counted against quotas and in usage, and batches of embeddings lines. The real model's vectors
+are tested in tests/engine and tests/contract.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,13 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from fovea.app import create_app
+from fovea.cli.main import app as cli
 from fovea.settings import Settings
 from fovea.store.quotas import Quota, QuotaStore
+from tests.batch_files import batch_rows, finished_batch, upload_lines
 from tests.conftest import FAKE_CATALOG, Keys, auth, make_keys
 from tests.fakes import ScriptedEmbedder, scripted_engine
 
@@ -257,3 +263,96 @@ def test_health_shows_embedding_engines(client: TestClient, keys: Keys) -> None:
     assert _embed(client, keys, input="a").status_code == 200
     engines = {e["model"]: e for e in client.get("/healthz").json()["engines"]}
     assert engines["text-search-doc"]["state"] == "ready"
+
+
+def _usage(client: TestClient, keys: Keys, kind: str, **params: Any) -> list[dict[str, Any]]:
+    response = client.get(
+        f"/v1/organization/usage/{kind}",
+        params={"start_time": int(time.time()) - 3600, **params},
+        headers=auth(keys.api_key),
+    )
+    assert response.status_code == 200, response.text
+    return [result for bucket in response.json()["data"] for result in bucket["results"]]
+
+
+def test_embeddings_have_their_own_usage_report(
+    client: TestClient, keys: Keys, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.viewer")
+    first = _embed(client, keys, input=["one two", "three"]).json()["usage"]
+    second = _embed(client, keys, model="matryoshka", input="four five six").json()["usage"]
+    _error(_embed(client, keys, input="word " * 80))  # over the context: a failed request
+    chat = client.post(
+        "/v1/chat/completions",
+        json={"model": "gemma-3-demo", "messages": [{"role": "user", "content": "hi"}]},
+        headers=auth(keys.api_key),
+    ).json()["usage"]
+
+    by_model = {r["model"]: r for r in _usage(client, keys, "embeddings", group_by=["model"])}
+    assert by_model["text-search-doc"]["object"] == "organization.usage.embeddings.result"
+    assert by_model["text-search-doc"]["input_tokens"] == first["prompt_tokens"]
+    assert by_model["text-search-doc"]["num_model_requests"] == 2
+    assert by_model["text-search-doc"]["num_failed_requests"] == 1
+    assert by_model["matryoshka"]["input_tokens"] == second["prompt_tokens"]
+    assert set(by_model) == {"text-search-doc", "matryoshka"}
+    # The completions report counts the chat completion and nothing else.
+    completions = _usage(client, keys, "completions", group_by=["model"])
+    assert [(r["model"], r["input_tokens"]) for r in completions] == [
+        ("gemma-3-demo", chat["prompt_tokens"])
+    ]
+    # The operator's CLI sums both kinds, and tells them apart when asked.
+    monkeypatch.setenv("FOVEA_HOME", str(settings.home))
+    result = CliRunner().invoke(cli, ["usage", "--by", "kind", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["kind"]: row for row in json.loads(result.output)}
+    assert rows["embedding"]["requests"] == 3
+    assert rows["embedding"]["prompt_tokens"] == first["prompt_tokens"] + second["prompt_tokens"]
+    assert rows["completion"]["requests"] == 1
+
+
+def test_batch_lines_may_target_embeddings(client: TestClient, keys: Keys) -> None:
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
+    line = {"method": "POST", "url": "/v1/embeddings"}
+    lines = [
+        {**line, "custom_id": "one", "body": {"model": "text-search-doc", "input": "first text"}},
+        {
+            **line,
+            "custom_id": "two",
+            "body": {"input": ["a b", "c"], "encoding_format": "base64"},
+        },
+        {**line, "custom_id": "bad", "body": {"input": "x", "dimensions": 3}},
+    ]
+    created = client.post(
+        "/v1/batches",
+        json={
+            "input_file_id": upload_lines(client, keys.api_key, lines),
+            "endpoint": "/v1/embeddings",
+            "completion_window": "24h",
+            "model": "matryoshka",  # for the lines that name none
+        },
+        headers=auth(keys.api_key),
+    )
+    assert created.status_code == 200, created.text
+    batch = finished_batch(client, keys.api_key, created.json()["id"])
+    assert batch["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
+
+    output = batch_rows(client, keys.api_key, batch["output_file_id"])
+    one = output["one"]["response"]["body"]
+    direct = _vectors(_embed(client, keys, input="first text"))
+    np.testing.assert_allclose(one["data"][0]["embedding"], direct[0], rtol=1e-6)
+    assert one["model"] == f"emb://{keys.folder_id}/text-search-doc/latest"
+    two = output["two"]["response"]["body"]
+    assert two["model"] == f"emb://{keys.folder_id}/matryoshka/latest"
+    assert [item["index"] for item in two["data"]] == [0, 1]
+    decoded = np.frombuffer(base64.b64decode(two["data"][1]["embedding"]), dtype="<f4")
+    assert decoded.shape == (ScriptedEmbedder.DIMENSIONS,)
+    error = batch_rows(client, keys.api_key, batch["error_file_id"])["bad"]["response"]
+    assert error["status_code"] == 400
+    assert "dimensions may be one of 2, 4" in error["body"]["error"]["message"]
+
+    usage = _usage(client, keys, "embeddings", group_by=["batch"])
+    batch_usage = next(r for r in usage if r["batch"])
+    assert batch_usage["num_model_requests"] == 2
+    assert (
+        batch_usage["input_tokens"] == one["usage"]["prompt_tokens"] + two["usage"]["prompt_tokens"]
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from fovea.engine.types import (
 )
 from fovea.errors import EngineError
 from fovea.settings import BranchConfig, DeploymentConfig, Settings
+from tests.batch_files import batch_rows, finished_batch, upload_lines
 from tests.conftest import Keys, auth, make_keys, png_data_url
 from tests.fakes import IMAGE_TOKENS, ScriptedEngine
 
@@ -626,29 +626,6 @@ def test_a_tool_result_continues_the_conversation(tool_client: TestClient, tool_
 # -- batch lines ----------------------------------------------------------------------------
 
 
-def _upload_lines(client: TestClient, key: str, lines: list[dict[str, Any]]) -> str:
-    data = "\n".join(json.dumps(line) for line in lines).encode()
-    files = {"file": ("in.jsonl", data)}
-    response = client.post("/v1/files", files=files, data={"purpose": "batch"}, headers=auth(key))
-    file_id: str = response.json()["id"]
-    return file_id
-
-
-def _finished_batch(client: TestClient, key: str, batch_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}", headers=auth(key)).json()
-        if batch["status"] in ("completed", "failed"):
-            return batch
-        time.sleep(0.05)
-    raise AssertionError("the batch did not finish")
-
-
-def _rows(client: TestClient, key: str, file_id: str) -> dict[str, Any]:
-    content = client.get(f"/v1/files/{file_id}/content", headers=auth(key)).text
-    return {row["custom_id"]: row for row in map(json.loads, content.splitlines())}
-
-
 def test_batch_lines_may_target_the_responses_api(client: TestClient, keys: Keys) -> None:
     keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
     line = {"method": "POST", "url": "/v1/responses"}
@@ -674,22 +651,22 @@ def test_batch_lines_may_target_the_responses_api(client: TestClient, keys: Keys
     created = client.post(
         "/v1/batches",
         json={
-            "input_file_id": _upload_lines(client, keys.api_key, lines),
+            "input_file_id": upload_lines(client, keys.api_key, lines),
             "endpoint": "/v1/responses",
             "completion_window": "24h",
         },
         headers=auth(keys.api_key),
     )
     assert created.status_code == 200, created.text
-    batch = _finished_batch(client, keys.api_key, created.json()["id"])
+    batch = finished_batch(client, keys.api_key, created.json()["id"])
     assert batch["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
-    output = _rows(client, keys.api_key, batch["output_file_id"])
+    output = batch_rows(client, keys.api_key, batch["output_file_id"])
     text = output["text"]["response"]["body"]
     assert text["object"] == "response"
     assert text["output"][0]["content"][0]["text"] == "echo: hi there"
     image_answer = output["image"]["response"]["body"]["output"][0]["content"][0]["text"]
     assert image_answer.startswith("echo: x images: ")
-    error = _rows(client, keys.api_key, batch["error_file_id"])["bad"]["response"]
+    error = batch_rows(client, keys.api_key, batch["error_file_id"])["bad"]["response"]
     assert error["status_code"] == 400
     assert "images are accepted in user messages only" in error["body"]["error"]["message"]
 
@@ -700,7 +677,7 @@ def test_dataset_rows_are_chat_only(client: TestClient, keys: Keys) -> None:
     response = client.post(
         "/v1/batches",
         json={
-            "input_file_id": _upload_lines(client, keys.api_key, [row]),
+            "input_file_id": upload_lines(client, keys.api_key, [row]),
             "endpoint": "/v1/responses",
             "completion_window": "24h",
             "model": "gemma-3-demo",

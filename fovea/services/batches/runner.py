@@ -1,4 +1,5 @@
-"""The batch runner: validates inputs, runs lines through the chat service at batch priority, and
+"""The batch runner: validates inputs, runs lines through the service their endpoint names (chat,
+responses or embeddings) at batch priority, and
 writes output and error files. All state is in the database (``BatchStore``), each line's result
 committed as it completes: after a crash the runner picks up every active batch where it stood.
 """
@@ -23,11 +24,13 @@ from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam.apikeys import GENERATION_SCOPES
 from fovea.iam.types import Principal
 from fovea.protocol.chat import ChatCompletionRequest
+from fovea.protocol.embeddings import EmbeddingRequest
 from fovea.protocol.responses import CreateResponseRequest
 from fovea.services.batches.input import check_input, raw_lines, read_line
 from fovea.services.chat import ChatService
 from fovea.services.chat_events import RequestContext
 from fovea.services.datasets.rows import dataset_result_row, dataset_row_to_chat_body
+from fovea.services.embeddings import EmbeddingsService
 from fovea.services.files import FileService, derived_file_id
 from fovea.services.responses import ResponsesService
 from fovea.store.batches import BatchInfo, BatchStore, LineRef, LineResult
@@ -36,6 +39,7 @@ from fovea.store.clock import utcnow
 log = logging.getLogger(__name__)
 
 RESPONSES_ENDPOINT = "/v1/responses"
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 # Errors worth retrying later rather than failing the line: the model is loading, or busy.
 TRANSIENT = (429, 503)
 
@@ -56,6 +60,7 @@ class BatchRunner:
         files: FileService,
         chat: ChatService,
         responses: ResponsesService | None = None,
+        embeddings: EmbeddingsService | None = None,
         concurrency: int,
         owner: str,
         lease_s: float = 30.0,
@@ -65,6 +70,7 @@ class BatchRunner:
         self._files = files
         self._chat = chat
         self._responses = responses
+        self._embeddings = embeddings
         self._concurrency = concurrency
         self._owner = owner
         self._lease_s = lease_s
@@ -263,6 +269,9 @@ class BatchRunner:
             return await self._responses.complete(
                 principal, response, priority=Priority.BATCH, context=context
             )
+        if endpoint == EMBEDDINGS_ENDPOINT and self._embeddings is not None:
+            embedding = EmbeddingRequest.model_validate(body)
+            return (await self._embeddings.create(principal, embedding, context=context)).body
         request = ChatCompletionRequest.model_validate(body)
         return await self._chat.complete(
             principal, request, priority=Priority.BATCH, context=context

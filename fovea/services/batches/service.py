@@ -14,13 +14,13 @@ from fovea.iam.types import Principal
 from fovea.protocol import batches as wire
 from fovea.services.access import AccessControl
 from fovea.services.batches.input import raw_lines
-from fovea.services.batches.runner import RESPONSES_ENDPOINT, BatchRunner
+from fovea.services.batches.runner import EMBEDDINGS_ENDPOINT, RESPONSES_ENDPOINT, BatchRunner
 from fovea.services.catalog import parse_model_uri
 from fovea.services.datasets.rows import detect_format
 from fovea.services.files import FileService
 from fovea.store.batches import COMPLETION_WINDOWS, BatchInfo, BatchStore
 
-ENDPOINTS = ("/v1/chat/completions", RESPONSES_ENDPOINT)
+ENDPOINTS = ("/v1/chat/completions", RESPONSES_ENDPOINT, EMBEDDINGS_ENDPOINT)
 MAX_METADATA_KEYS = 16
 
 
