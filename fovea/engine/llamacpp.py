@@ -21,7 +21,6 @@ from fovea.engine.llamacpp_slots import Call, Job, SlotScheduler, Work, settle
 from fovea.engine.model_thread import ModelThread
 from fovea.engine.pan_and_scan import MIN_CROP_SIZE
 from fovea.engine.tools import generate_with_tools
-from fovea.engine.tools.prompt import lower
 from fovea.engine.types import (
     Capabilities,
     EngineStats,
@@ -77,8 +76,6 @@ class LlamaCppEngine(ModelThread):
 
     async def tokenize(self, prompt: tuple[Message, ...] | str) -> list[Token]:
         self._require_ready()
-        if not isinstance(prompt, str):
-            prompt = lower(prompt, None)  # earlier tool calls and results, as generate sees them
         loop = asyncio.get_running_loop()
         call = Call(lambda model: model.tokenize(prompt), loop, loop.create_future())
         # Answered between two decode steps, ahead of every queued generation.

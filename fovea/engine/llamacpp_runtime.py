@@ -38,6 +38,7 @@ from fovea.engine.types import (
     ImagePart,
     Message,
     Token,
+    ToolUse,
 )
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
 
@@ -188,7 +189,7 @@ class LlamaModel:
     def prompt(self, request: GenerationRequest) -> tuple[Prompt, int]:
         """The request's prompt, tokenized and measured, and its max_tokens; raises the 400s
         (images to a text model, over the slot's context)."""
-        prompt = self._tokenize(request.messages)
+        prompt = self._tokenize(request.messages, request.tools)
         try:
             return prompt, self._max_tokens(request, prompt)
         except BaseException:
@@ -213,7 +214,7 @@ class LlamaModel:
             for token in ids
         ]
 
-    def _tokenize(self, messages: tuple[Message, ...]) -> Prompt:
+    def _tokenize(self, messages: tuple[Message, ...], tools: ToolUse | None = None) -> Prompt:
         images = [p.image for m in messages for p in m.parts if isinstance(p, ImagePart)]
         if images and self._mtmd is None:
             raise InvalidRequestError(
@@ -222,7 +223,7 @@ class LlamaModel:
         if self.config.pan_and_scan and any(i.detail == "high" for i in images):
             messages = expand_high_detail(messages)
             images = [p.image for m in messages for p in m.parts if isinstance(p, ImagePart)]
-        text = self._template.render(messages, self._marker)
+        text = self._template.render(messages, self._marker, tools)
         if self._mtmd is None:
             tokens = self._text_tokens(text)
             segments = [Segment(0, len(tokens), is_image=False)]

@@ -1,5 +1,6 @@
-"""Tool calling on an in-process model: the generic prompt, the grammar a call is generated
-under, the parser that reads calls back as they stream, and the real demo model calling."""
+"""Tool calling on an in-process model: the generic prompt, a template's own tool rendering,
+the grammar a call is generated under, the parser that reads calls back as they stream, and the
+real demo model calling."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import jsonschema
 import pytest
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from fovea.engine.chat_template import GEMMA3_TEMPLATE, ChatTemplate
 from fovea.engine.llamacpp import LlamaCppConfig, LlamaCppEngine
 from fovea.engine.tools.grammar import tool_grammar
 from fovea.engine.tools.parser import ToolCallParser
@@ -123,6 +125,86 @@ def test_history_with_calls_and_results_becomes_plain_turns() -> None:
     }
 
 
+# A ChatML template that renders tools itself, in the Hermes format (as Qwen's do), written for
+# these tests: the functions in a <tools> block, calls as <tool_call>, results as <tool_response>.
+HERMES_TEMPLATE = """
+{%- if messages[0].role == 'system' %}{% set system = messages[0].content %}
+{%- set turns = messages[1:] %}{% else %}{% set system = '' %}{% set turns = messages %}{% endif %}
+{%- if tools or system %}<|im_start|>system
+{{ system }}{% if tools %}
+# Tools
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+Call a function with <tool_call>{"name": ..., "arguments": ...}</tool_call>{% endif %}<|im_end|>
+{% endif %}
+{%- for message in turns %}
+{%- if message.role == 'tool' %}<|im_start|>user
+<tool_response>{{ message.name }}: {{ message.content }}</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{% if message.content is string %}{{ message.content }}
+{%- else %}{% for part in message.content %}{{ part.text }}{% endfor %}{% endif %}
+{%- for call in message.tool_calls or [] %}{% set arguments = call.function.arguments | tojson %}
+<tool_call>{"name": "{{ call.function.name }}", "arguments": {{ arguments }}}</tool_call>
+{%- endfor %}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+HISTORY = (
+    Message("user", (TextPart("Weather in Paris and Rome?"),)),
+    Message(
+        "assistant",
+        (),
+        (
+            ToolCall("call_1", "get_weather", '{"city": "Paris", "unit": "celsius"}'),
+            ToolCall("call_2", "get_weather", '{"city": "Rome", "unit": "celsius"}'),
+        ),
+    ),
+    Message("tool", (TextPart("18 C, sunny"),), tool_call_id="call_1"),
+    Message("tool", (TextPart("24 C, clear"),), tool_call_id="call_2"),
+)
+
+
+def test_a_template_that_renders_tools_is_given_them_and_the_tool_turns() -> None:
+    template = ChatTemplate(HERMES_TEMPLATE, bos_token="<bos>", eos_token="<eos>")
+    assert template.renders_tools
+    text = template.render(HISTORY, "<image>", ToolUse((WEATHER,), choice="required"))
+    function = {"name": "get_weather", "description": WEATHER.description}
+    tools_block = text.split("<tools>\n")[1].split("</tools>")[0]
+    assert json.loads(tools_block) == {
+        "type": "function",
+        "function": {**function, "parameters": WEATHER.parameters},
+    }
+    # The calls as the template writes them, each result in a turn of its own, and no sign of
+    # the generic prompt.
+    assert (
+        '<|im_start|>assistant\n<tool_call>{"name": "get_weather", "arguments": '
+        '{"city": "Paris", "unit": "celsius"}}</tool_call><tool_call>' in text
+    )
+    assert "<tool_response>get_weather: 18 C, sunny</tool_response>" in text
+    assert "<tool_response>get_weather: 24 C, clear</tool_response>" in text
+    assert text.count("<|im_start|>user") == 3
+    assert "You can call these functions" not in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_a_template_without_tools_or_in_another_format_gets_the_generic_prompt() -> None:
+    other_format = (
+        "{% if tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}"
+        "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+    )
+    tools = ToolUse((WEATHER,), choice="required")
+    for source in (GEMMA3_TEMPLATE, other_format):
+        template = ChatTemplate(source, bos_token="<bos>", eos_token="<eos>")
+        assert not template.renders_tools
+        text = template.render(HISTORY, "<image>", tools)
+        assert "You can call these functions" in text
+        assert "[AVAILABLE_TOOLS]" not in text
+        assert call_text("get_weather", '{"city": "Rome", "unit": "celsius"}') in text
+        assert '"content": "24 C, clear"' in text
+
+
 def test_the_grammar_is_accepted_by_llama_cpp_for_each_choice() -> None:
     for choice in ("auto", "required", "search"):
         for parallel in (True, False):
@@ -178,9 +260,8 @@ def _gbnf_to_regex(rule: str) -> str:
 # -- the real demo model ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def engine(
-    demo_model: DemoModelFiles,
+def _started(
+    demo_model: DemoModelFiles, chat_template: str
 ) -> Iterator[tuple[LlamaCppEngine, asyncio.AbstractEventLoop]]:
     loop = asyncio.new_event_loop()
     config = LlamaCppConfig(
@@ -188,13 +269,20 @@ def engine(
         model_path=demo_model.model,
         mmproj_path=demo_model.mmproj,
         context_length=2048,
-        chat_template="gemma3",
+        chat_template=chat_template,
     )
     engine = LlamaCppEngine(config)
     loop.run_until_complete(engine.start())
     yield engine, loop
     loop.run_until_complete(engine.aclose())
     loop.close()
+
+
+@pytest.fixture(scope="module")
+def engine(
+    demo_model: DemoModelFiles,
+) -> Iterator[tuple[LlamaCppEngine, asyncio.AbstractEventLoop]]:
+    yield from _started(demo_model, "gemma3")
 
 
 def _generate(
@@ -245,3 +333,25 @@ def test_a_named_choice_calls_that_function_once(
     assert [d.name for d in deltas if d.name] == ["search"]
     jsonschema.validate(json.loads("".join(d.arguments for d in deltas)), SEARCH.parameters)
     assert chunks[-1].finish_reason == "tool_calls"
+
+
+@pytest.mark.slow
+def test_a_model_whose_template_renders_tools_calls_through_it(
+    demo_model: DemoModelFiles,
+) -> None:
+    """The demo model behind the Hermes template: the prompt is the template's, and the call
+    is still generated under the grammar and read back."""
+    for engine in _started(demo_model, HERMES_TEMPLATE):
+        model, loop = engine
+        tools = ToolUse((WEATHER,), choice="required", parallel=False)
+        tokens = loop.run_until_complete(model.tokenize(HISTORY))
+        assert "<tool_response>get_weather: 24 C, clear</tool_response>" in "".join(
+            t.text for t in tokens
+        )
+        for request in (_ask(tools, 1), GenerationRequest("again", HISTORY, tools=tools)):
+            chunks = _generate(engine, request)
+            assert chunks[-1].finish_reason == "tool_calls"
+            deltas = [d for c in chunks for d in c.tool_calls]
+            assert [d.name for d in deltas if d.name] == ["get_weather"]
+            arguments = json.loads("".join(d.arguments for d in deltas))
+            jsonschema.validate(arguments, WEATHER.parameters)

@@ -1,6 +1,7 @@
-"""Tool calling for in-process models whose chat template does not render tools.
+"""Tool calling for in-process models.
 
-``prompt`` lowers tools and tool messages into plain turns with a generic instruction; ``grammar``
+``prompt`` lowers tools and tool messages into plain turns with a generic instruction, for
+templates that do not render tools themselves (``engine.chat_template``); ``grammar``
 builds the GBNF under which a call is generated, so that its arguments always parse and match
 the function's JSON schema; ``parser`` reads calls back out of the generated text as they
 stream; ``generation`` ties the three around an engine's ``generate``. The format is the one

@@ -1,12 +1,11 @@
-"""An in-process engine's generation with tools: the generic prompt in, the calls out."""
+"""An in-process engine's generation with tools: the calls read back out of the text (the
+prompt, generic or the template's own, is the runtime's to render)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import replace
 
 from fovea.engine.tools.parser import ToolCallParser
-from fovea.engine.tools.prompt import has_tool_turns, lower
 from fovea.engine.types import GenerationChunk, GenerationRequest
 
 Generate = Callable[[GenerationRequest], AsyncGenerator[GenerationChunk, None]]
@@ -15,19 +14,14 @@ Generate = Callable[[GenerationRequest], AsyncGenerator[GenerationChunk, None]]
 async def generate_with_tools(
     generate: Generate, request: GenerationRequest
 ) -> AsyncGenerator[GenerationChunk, None]:
-    """``generate(request)`` with tools lowered into the prompt (``request.tools`` stays for
-    the sampler's grammar) and the text read back as content and calls."""
-    if request.tools is None and not has_tool_turns(request.messages):
+    """``generate(request)`` with the text read back as content and calls when the request
+    offers tools."""
+    if request.tools is None:
         async for chunk in generate(request):
             yield chunk
         return
-    lowered = replace(request, messages=lower(request.messages, request.tools))
-    if request.tools is None:  # tool turns in the history, none offered now
-        async for chunk in generate(lowered):
-            yield chunk
-        return
     parser = ToolCallParser()
-    stream = generate(lowered)
+    stream = generate(request)
     try:
         async for chunk in stream:
             parsed = parser.feed(chunk.text)

@@ -59,7 +59,3 @@ def lower(messages: tuple[Message, ...], tools: ToolUse | None) -> tuple[Message
     if tools is not None:
         lowered.insert(0, Message("system", (TextPart(instructions(tools)),)))
     return tuple(lowered)
-
-
-def has_tool_turns(messages: tuple[Message, ...]) -> bool:
-    return any(m.role == "tool" or m.tool_calls for m in messages)
