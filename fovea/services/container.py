@@ -188,7 +188,13 @@ def build_services(
     )
     files = FileService(FileStore(database), access, DirectoryStorage(settings.storage_dir))
     files.remove_stale_partials()
-    responses = ResponsesService(chat=chat, store=ResponseStore(database), access=access)
+    responses = ResponsesService(
+        chat=chat,
+        store=ResponseStore(database),
+        access=access,
+        files=files,
+        max_image_bytes=settings.max_image_bytes,
+    )
     runner = BatchRunner(
         store=BatchStore(database),
         files=files,

@@ -153,8 +153,8 @@ def _part(
         raise _image_outside_user(at)
     if part.image_url is None:
         raise InvalidRequestError(
-            f"{at}: input_image needs an image_url (a data: URL with the image's bytes); "
-            "file_id is not supported",
+            f"{at}: input_image needs an image_url (a data: URL with the image's bytes) or "
+            "the file_id of an uploaded image",
             param=f"{at}.image_url",
         )
     return {"type": "image_url", "image_url": {"url": part.image_url, "detail": part.detail}}

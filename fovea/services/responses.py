@@ -22,7 +22,9 @@ from fovea.services.access import AccessControl
 from fovea.services.catalog import parse_model_uri
 from fovea.services.chat import ChatRun, ChatService
 from fovea.services.chat_events import RequestContext
+from fovea.services.files import FileService
 from fovea.services.response_events import EventStream, new_id
+from fovea.services.response_files import inline_file_images
 from fovea.services.response_items import (
     ChatMessage,
     input_messages,
@@ -43,10 +45,20 @@ def response_not_found(response_id: str) -> NotFoundError:
 class ResponsesService:
     """Creates responses through ``ChatService``; reads and deletes the stored ones."""
 
-    def __init__(self, *, chat: ChatService, store: ResponseStore, access: AccessControl) -> None:
+    def __init__(
+        self,
+        *,
+        chat: ChatService,
+        store: ResponseStore,
+        access: AccessControl,
+        files: FileService,
+        max_image_bytes: int,
+    ) -> None:
         self._chat = chat
         self._store = store
         self._access = access
+        self._files = files
+        self._max_image_bytes = max_image_bytes
 
     async def start(
         self,
@@ -64,6 +76,7 @@ class ResponsesService:
         folder_id = await self._folder(
             principal, header_folder, parse_model_uri(body.model).folder_id
         )
+        body = await inline_file_images(body, self._files, folder_id, self._max_image_bytes)
         new_messages, where = _checked_input(body)
         history = await self._history(body.previous_response_id, folder_id)
         head = [{"role": "system", "content": body.instructions}] if body.instructions else []

@@ -3,6 +3,7 @@ request becomes a chat generation, the events of a stream, stored responses and 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from collections.abc import AsyncGenerator, Iterator
@@ -266,6 +267,52 @@ def test_previous_response_id_replays_the_conversation_without_resending_images(
     assert third["instructions"] is None
 
 
+def test_an_uploaded_image_is_sent_by_file_id(client: TestClient, keys: Keys) -> None:
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
+
+    def upload(purpose: str, data: bytes) -> str:
+        files = {"file": ("picture.png", data)}
+        response = client.post(
+            "/v1/files", files=files, data={"purpose": purpose}, headers=auth(keys.api_key)
+        )
+        assert response.status_code == 200, response.text
+        file_id: str = response.json()["id"]
+        return file_id
+
+    def look(image: dict[str, Any]) -> httpx.Response:
+        content = [{"type": "input_text", "text": "look"}, {"type": "input_image", **image}]
+        return _create(client, keys.api_key, input=[{"role": "user", "content": content}])
+
+    red_file = upload("vision", base64.b64decode(RED.split(",", 1)[1]))
+    assert look({"image_url": RED}).status_code == 200
+    sent_as_url = _conversation(_last_request())
+    first = look({"file_id": red_file})
+    assert first.status_code == 200, first.text
+    assert _conversation(_last_request()) == sent_as_url  # the same image, the same digest
+    # The conversation keeps the image: the file may go.
+    assert client.delete(f"/v1/files/{red_file}", headers=auth(keys.api_key)).status_code == 200
+    _created(client, keys.api_key, input="and now?", previous_response_id=first.json()["id"])
+    assert _conversation(_last_request())[0] == sent_as_url[0]
+
+    lines = upload(
+        "batch",
+        b'{"custom_id": "a", "method": "POST", "url": "/v1/responses", '
+        b'"body": {"model": "gemma-3-demo", "input": "hi"}}\n',
+    )
+    refusals = {
+        "no such file": ({"file_id": "file-nothing"}, "no file 'file-nothing' in this folder"),
+        "a deleted file": ({"file_id": red_file}, "upload the image with POST /v1/files"),
+        "not an image's purpose": ({"file_id": lines}, "purpose 'batch'"),
+        "both": ({"file_id": lines, "image_url": RED}, "an image_url or a file_id, not both"),
+    }
+    for case, (image, words) in refusals.items():
+        refused = look(image)
+        assert refused.status_code == 400, case
+        error = refused.json()["error"]
+        assert words in error["message"], (case, error)
+        assert error["param"].startswith("input[0].content[1]"), case
+
+
 def test_a_stored_response_is_read_back_and_deleted(client: TestClient, keys: Keys) -> None:
     created = _created(client, keys.api_key)
     url = f"/v1/responses/{created['id']}"
@@ -414,10 +461,10 @@ IMAGE = {"type": "input_image", "image_url": RED}
             "use input_text",
         ),
         (
-            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
             400,
             "input[0].content[0].image_url",
-            "file_id is not supported",
+            "needs an image_url",
         ),
         (
             {
