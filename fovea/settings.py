@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # never kept. FOVEA_REQUEST_LOG takes on/off, true/false, yes/no or 1/0.
     request_log: bool = False
     request_log_retention_days: float = Field(default=7.0, gt=0)
+    # Stored responses of the Responses API (store: true) are deleted this many days after they
+    # were made (OpenAI keeps them 30), swept hourly.
+    response_retention_days: float = Field(default=30.0, gt=0)
 
     max_request_bytes: int = 64 * 1024 * 1024
     # File uploads (POST /v1/files) stream to disk and bypass max_request_bytes; this caps

@@ -85,6 +85,7 @@ class Services:
         self.usage_recorder.start()
         self.quotas.start()
         self.access_changes.start()
+        self.responses.start_sweeping()
         if self.request_log is not None:
             self.request_log.start()
         self.datasets.resume()
@@ -98,6 +99,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.operations.aclose()
+        await self.responses.aclose()
         await self.datasets.aclose()
         await self.engines.aclose()
         await self.usage_recorder.aclose()  # after the engines: their last completions count
@@ -194,6 +196,7 @@ def build_services(
         access=access,
         files=files,
         max_image_bytes=settings.max_image_bytes,
+        retention=timedelta(days=settings.response_retention_days),
     )
     runner = BatchRunner(
         store=BatchStore(database),

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from datetime import timedelta
 
 from anyio import to_thread
 
@@ -19,6 +20,7 @@ from fovea.iam.types import Principal
 from fovea.protocol import chat as chat_wire
 from fovea.protocol import responses as wire
 from fovea.services.access import AccessControl
+from fovea.services.background import BackgroundTasks, every
 from fovea.services.catalog import parse_model_uri
 from fovea.services.chat import ChatRun, ChatService
 from fovea.services.chat_events import RequestContext
@@ -33,6 +35,7 @@ from fovea.services.response_items import (
     stored_items,
 )
 from fovea.services.response_requests import chat_request, relocated
+from fovea.store.clock import Clock, utcnow
 from fovea.store.responses import ResponseStore, StoredTurn
 
 log = logging.getLogger(__name__)
@@ -53,12 +56,29 @@ class ResponsesService:
         access: AccessControl,
         files: FileService,
         max_image_bytes: int,
+        retention: timedelta = timedelta(days=30),
+        clock: Clock = utcnow,
     ) -> None:
         self._chat = chat
         self._store = store
         self._access = access
         self._files = files
         self._max_image_bytes = max_image_bytes
+        self._retention = retention
+        self._clock = clock
+        self._tasks = BackgroundTasks()
+
+    def start_sweeping(self) -> None:
+        """Sweep expired responses hourly (call on the event loop)."""
+        self._tasks.spawn("response sweep", every(3600.0, self.sweep, "sweeping old responses"))
+
+    async def sweep(self) -> int:
+        """Delete the stored responses past their retention; returns how many went."""
+        cutoff = self._clock() - self._retention
+        return await to_thread.run_sync(self._store.delete_older_than, cutoff)
+
+    async def aclose(self) -> None:
+        await self._tasks.aclose()
 
     async def start(
         self,

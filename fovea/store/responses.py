@@ -9,6 +9,7 @@ first turn, so each image is stored once, with the turn that sent it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
@@ -86,6 +87,15 @@ class ResponseStore:
                 )
             )
             return cast(CursorResult[Any], result).rowcount > 0
+
+    def delete_older_than(self, moment: datetime) -> int:
+        """Delete the responses made before ``moment``; returns how many there were. A
+        conversation continuing one of them cannot be continued any more (as after ``delete``)."""
+        with transaction(self._database) as session:
+            result = session.execute(
+                delete(StoredResponseRecord).where(StoredResponseRecord.created_at < moment)
+            )
+            return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _turn(record: StoredResponseRecord | None, folder_id: str) -> StoredTurn | None:

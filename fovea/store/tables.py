@@ -388,6 +388,6 @@ class StoredResponseRecord(Base):
     id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
     folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id"), index=True)
     previous_response_id: Mapped[str | None] = mapped_column(String(RESPONSE_ID_LENGTH))
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)  # the retention sweep's key
     messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)

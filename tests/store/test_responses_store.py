@@ -4,6 +4,7 @@ first, deletion, and a chain with a deleted turn."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -85,3 +86,24 @@ def test_deleting_a_turn_breaks_the_conversations_after_it(
     with pytest.raises(NotFoundError, match="continues response 'resp_1', which was deleted"):
         store.conversation("resp_2", team)
     assert store.turn("resp_2", team) is not None
+
+
+def test_responses_past_their_retention_are_swept(
+    database: Database, folders: tuple[str, str]
+) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    store = ResponseStore(database, clock=lambda: now[0])
+    team, other = folders
+    store.add(team, turn("resp_old", None, "first"))
+    store.add(other, turn("resp_old_other", None, "theirs"))
+    now[0] += timedelta(days=20)
+    store.add(team, turn("resp_new", "resp_old", "second"))
+
+    assert store.delete_older_than(now[0] - timedelta(days=10)) == 2
+    assert store.turn("resp_old", team) is None
+    assert store.turn("resp_old_other", other) is None
+    assert store.response("resp_new", team) == {"id": "resp_new", "output": ["second"]}
+    # The turn it continued is gone: the conversation cannot be rebuilt, and says why.
+    with pytest.raises(NotFoundError, match="resp_old"):
+        store.conversation("resp_new", team)
+    assert store.delete_older_than(now[0] - timedelta(days=10)) == 0

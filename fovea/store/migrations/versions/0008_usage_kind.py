@@ -1,4 +1,5 @@
-"""Usage records say what kind of request they count: a completion or an embedding.
+"""Usage records say what kind of request they count: a completion or an embedding; stored
+responses are found by age (their retention sweep).
 
 Revision ID: 0008
 Revises: 0007
@@ -24,8 +25,10 @@ def upgrade() -> None:
         table.add_column(
             sa.Column("kind", sa.String(16), nullable=False, server_default="completion")
         )
+    op.create_index(op.f("ix_responses_created_at"), "responses", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_responses_created_at"), table_name="responses")
     with op.batch_alter_table("usage_records") as table:
         table.drop_column("kind")
