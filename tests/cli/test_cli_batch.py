@@ -1,7 +1,8 @@
 """``fovea batch`` against a fake server: the official ``openai`` client on an httpx.MockTransport.
 
 The fake implements just what the commands use of the Files and Batches API, in OpenAI's shapes;
-each ``GET /v1/batches/{id}`` moves a batch one step along the script a test gives it.
+each ``GET /v1/batches/{id}`` moves a batch one step along the script a test gives it. Its result
+rows are made by Fovea's own code, and the last test runs the commands against the real app.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
 from openai.types import Batch, FileObject
 from typer.testing import CliRunner, Result
 
+from fovea.app import create_app
 from fovea.cli import batch_progress, remote
 from fovea.cli.main import app
+from fovea.services.datasets.rows import dataset_result_row
+from fovea.settings import Settings
+from tests.conftest import make_keys
+from tests.fakes import ScriptedEngine
 
 NOW = 1_700_000_000
 DATASET_ROW = {"request": [{"role": "user", "text": "Capital of France?"}]}
@@ -31,9 +38,21 @@ OPENAI_LINE = {
     "body": {"messages": [{"role": "user", "content": "Capital of France?"}]},
 }
 RESULT_ROWS = [
-    {**DATASET_ROW, "response": "Paris.", "line_number": 1},
-    {"request": [{"role": "user", "text": "2+2?"}], "response": "4", "line_number": 2},
+    dataset_result_row(DATASET_ROW, "Paris."),
+    dataset_result_row({"request": [{"role": "user", "text": "2+2?"}]}, "4"),
 ]
+# A failed line as the batch runner writes it to the error file.
+ERROR_LINE = {
+    "id": "batch_req_3",
+    "custom_id": None,
+    "response": {
+        "status_code": 400,
+        "request_id": "req_0123456789abcdef01234567",
+        "body": {"error": {"message": "bad", "type": "invalid_request_error"}},
+    },
+    "error": None,
+    "line": 3,
+}
 
 
 class FakeServer:
@@ -262,7 +281,7 @@ def test_ctrl_c_stops_following_not_the_batch(
 
 def completed_batch(server: FakeServer, *, with_errors: bool = False) -> str:
     output = "".join(json.dumps(row) + "\n" for row in RESULT_ROWS).encode()
-    errors = server.add_file(b'{"line_number": 3, "message": "bad"}\n') if with_errors else None
+    errors = server.add_file(json.dumps(ERROR_LINE).encode() + b"\n") if with_errors else None
     return server.add_batch(
         status="completed",
         request_counts=counts(2, 1, total=3),
@@ -277,7 +296,7 @@ def test_results_to_jsonl_as_served(server: FakeServer, tmp_path: Path) -> None:
     result = fovea_batch("results", batch_id, "-o", str(out), "--errors", str(errors))
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in out.read_text().splitlines()] == RESULT_ROWS
-    assert json.loads(errors.read_text())["line_number"] == 3
+    assert json.loads(errors.read_text()) == ERROR_LINE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["errors.jsonl", "out.jsonl"]
 
 
@@ -287,7 +306,7 @@ def test_results_to_parquet(server: FakeServer, tmp_path: Path) -> None:
     result = fovea_batch("results", batch_id, "-o", str(out))
     assert result.exit_code == 0, result.output
     table = pq.read_table(out)
-    assert table.column_names == ["request", "response", "line_number"]
+    assert table.column_names == ["request", "response"]
     assert table.column("response").to_pylist() == ["Paris.", "4"]
     assert json.loads(table.column("request")[0].as_py()) == DATASET_ROW["request"]
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
@@ -368,3 +387,39 @@ def test_api_key_is_required(server: FakeServer, monkeypatch: pytest.MonkeyPatch
     result = fovea_batch("list")
     assert result.exit_code == 2
     assert "--api-key" in result.stderr
+
+
+# -- against the real app ---------------------------------------------------------------------
+
+
+def test_submit_wait_and_results_against_fovea(
+    fake_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    keys = make_keys(fake_settings)
+    keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")
+    rows = [DATASET_ROW, {"request": [{"role": "user", "text": "2+2?"}]}]
+    dataset = write_jsonl(tmp_path / "rows.jsonl", *rows)
+    monkeypatch.setattr(batch_progress, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setenv("FOVEA_API_KEY", keys.api_key)
+    monkeypatch.setenv("FOVEA_BASE_URL", "http://testserver/v1")
+    for name in ("FOVEA_FOLDER_ID", "OPENAI_PROJECT_ID", "OPENAI_ORG_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with TestClient(create_app(fake_settings, engine_factory=ScriptedEngine)) as client:
+        # Each command closes its client: this one stays open for the next command.
+        monkeypatch.setattr(client, "close", lambda: None)
+        monkeypatch.setattr(remote, "http_client", lambda: client)
+        submitted = fovea_batch("submit", str(dataset), "--model", "gemma-3-demo", "--wait")
+        assert submitted.exit_code == 0, submitted.output
+        batch_id = submitted.stdout.strip()
+        assert "2 lines done, 0 failed" in submitted.stderr
+        out_jsonl, out_parquet = tmp_path / "out.jsonl", tmp_path / "out.parquet"
+        for out in (out_jsonl, out_parquet):
+            result = fovea_batch("results", batch_id, "-o", str(out))
+            assert result.exit_code == 0, result.output
+    served = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert served == [
+        dataset_result_row(rows[0], "echo: Capital of France?"),
+        dataset_result_row(rows[1], "echo: 2+2?"),
+    ]
+    table = pq.read_table(out_parquet)
+    assert table.column("response").to_pylist() == [row["response"] for row in served]

@@ -19,11 +19,6 @@ def corpus() -> dict[str, Case]:
     return build_corpus()
 
 
-def test_the_corpus_holds_at_least_30_hostile_cases(corpus: dict[str, Case]) -> None:
-    refused = [case for case in corpus.values() if not isinstance(case.expected, Decodes)]
-    assert len(refused) >= 30
-
-
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_corpus_case(corpus: dict[str, Case], name: str) -> None:
     case = corpus[name]

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from fovea.media.images import ImageLimits, decode_image_url
-from fovea.media.samples import draw_house, draw_sunset, write_samples
 
 from .builders import POSITION, rgb_at
 
@@ -28,9 +27,3 @@ def test_shipped_sample_decodes_labelled_as_jpeg(
     image = decode_image_url(url, position=POSITION, limits=limits)
     assert (image.width, image.height, image.source_format) == (640, 480, "PNG")
     assert rgb_at(image.rgb, image.width, *point) == colour
-
-
-def test_samples_are_two_different_pictures(tmp_path: Path) -> None:
-    sunset, house = write_samples(tmp_path)
-    assert sunset.read_bytes() != house.read_bytes()
-    assert draw_sunset().tobytes() != draw_house().tobytes()

@@ -150,24 +150,6 @@ def test_timestamps_come_back_timezone_aware_in_utc(database: Database) -> None:
     assert stored.utcoffset() == timedelta(0)
 
 
-def test_state_survives_reopening(database_url: str) -> None:
-    url = database_url
-    first = Database(url)
-    first.migrate()
-    with first.session() as session, session.begin():
-        session.add(
-            FolderRecord(id="b1g1", name="kept", description="", created_at=datetime.now(UTC))
-        )
-    first.dispose()
-    second = Database(url)
-    try:
-        second.migrate()
-        with second.session() as session:
-            assert session.get_one(FolderRecord, "b1g1").name == "kept"
-    finally:
-        second.dispose()
-
-
 def test_concurrent_first_migrations_do_not_collide(database_url: str) -> None:
     url = database_url
     handles = [Database(url) for _ in range(4)]
