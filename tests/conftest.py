@@ -23,6 +23,21 @@ from tests.postgres import PostgresServer, PostgresUnavailable, start_server
 from tests.redis import RedisServer, RedisUnavailable
 from tests.redis import start_server as start_redis_server
 
+TESTS = Path(__file__).resolve().parent
+# Tests that start a server or load a real model are ``slow`` (``make test-fast`` leaves them
+# out): every test in these folders, and every test that uses these fixtures, however deep.
+SLOW_FOLDERS = frozenset({"contract", "web", "vllm"})
+SLOW_FIXTURES = frozenset({"demo_model"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if folder in SLOW_FOLDERS or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 FAKE_CATALOG = """
 [[deployments]]
 name = "gemma-3-demo"
