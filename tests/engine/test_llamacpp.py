@@ -277,9 +277,10 @@ def test_interactive_requests_overtake_queued_batch_lines(harness: Harness) -> N
 
     async def scenario() -> None:
         busy = asyncio.create_task(run("busy", Priority.INTERACTIVE, 60))
-        await asyncio.sleep(0.05)  # the worker has picked up "busy"
+        while not any(slot.state == "generating" for slot in harness.engine.stats.slots):
+            await asyncio.sleep(0.01)  # the worker has picked up "busy"
         batch = asyncio.create_task(run("batch", Priority.BATCH, 4))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one turn of the loop: "batch" is queued
         interactive = asyncio.create_task(run("interactive", Priority.INTERACTIVE, 4))
         await asyncio.gather(busy, batch, interactive)
 
