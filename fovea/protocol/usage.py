@@ -36,7 +36,17 @@ class UsageParams(BaseModel):
     page: str | None = Field(default=None, description="A next_page cursor from a previous page")
 
 
-class CompletionsResult(BaseModel):
+class ResultGroup(BaseModel):
+    """What a result is summed over: the values of the ``group_by`` fields, None for others."""
+
+    project_id: str | None = None
+    user_id: str | None = None
+    api_key_id: str | None = None
+    model: str | None = None
+    batch: bool | None = None
+
+
+class CompletionsResult(ResultGroup):
     object: Literal["organization.usage.completions.result"] = (
         "organization.usage.completions.result"
     )
@@ -49,23 +59,13 @@ class CompletionsResult(BaseModel):
     num_model_requests: int
     num_images: int
     num_failed_requests: int
-    project_id: str | None = None
-    user_id: str | None = None
-    api_key_id: str | None = None
-    model: str | None = None
-    batch: bool | None = None
 
 
-class EmbeddingsResult(BaseModel):
+class EmbeddingsResult(ResultGroup):
     object: Literal["organization.usage.embeddings.result"] = "organization.usage.embeddings.result"
     input_tokens: int
     num_model_requests: int
     num_failed_requests: int
-    project_id: str | None = None
-    user_id: str | None = None
-    api_key_id: str | None = None
-    model: str | None = None
-    batch: bool | None = None
 
 
 Result = TypeVar("Result", CompletionsResult, EmbeddingsResult)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from anyio import to_thread
 
@@ -202,8 +203,12 @@ def _page_start(params: wire.UsageParams) -> int:
     return int(params.page)
 
 
+def _group(total: UsageTotals) -> dict[str, Any]:
+    """The result's group fields, by their wire names."""
+    return {name: total.group.get(group.value) for name, group in _GROUPS.items()}
+
+
 def _completions(total: UsageTotals) -> wire.CompletionsResult:
-    group = total.group
     return wire.CompletionsResult(
         input_tokens=total.prompt_tokens,
         output_tokens=total.completion_tokens,
@@ -212,23 +217,14 @@ def _completions(total: UsageTotals) -> wire.CompletionsResult:
         num_model_requests=total.requests,
         num_images=total.images,
         num_failed_requests=total.errors,
-        project_id=group.get(UsageGroup.FOLDER.value),
-        user_id=group.get(UsageGroup.SERVICE_ACCOUNT.value),
-        api_key_id=group.get(UsageGroup.KEY.value),
-        model=group.get(UsageGroup.MODEL.value),
-        batch=group.get(UsageGroup.BATCH.value),
+        **_group(total),
     )
 
 
 def _embeddings(total: UsageTotals) -> wire.EmbeddingsResult:
-    group = total.group
     return wire.EmbeddingsResult(
         input_tokens=total.prompt_tokens,
         num_model_requests=total.requests,
         num_failed_requests=total.errors,
-        project_id=group.get(UsageGroup.FOLDER.value),
-        user_id=group.get(UsageGroup.SERVICE_ACCOUNT.value),
-        api_key_id=group.get(UsageGroup.KEY.value),
-        model=group.get(UsageGroup.MODEL.value),
-        batch=group.get(UsageGroup.BATCH.value),
+        **_group(total),
     )
