@@ -26,6 +26,7 @@ from fovea.api import (
 from fovea.api.admission import ByteBudget
 from fovea.api.errors import install_error_handlers
 from fovea.api.middleware import BodyLimitMiddleware, RequestIdMiddleware, UploadLimit
+from fovea.api.openapi import install_openapi
 from fovea.api.web import install_web
 from fovea.engine.factory import create_engine
 from fovea.observability.access import AccessMiddleware
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory = create_eng
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.router.routes.append(chat.route)  # before chat.router's declaration of the same path
     routers = (
         chat.router,

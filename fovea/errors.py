@@ -25,6 +25,7 @@ Every failure a client can see is raised as a subclass of ``FoveaError`` and ren
     ├── DatabaseUnavailableError (503) the database is unreachable or busy: retry
     ├── RateLimiterUnavailableError (503) the shared quota counters (Redis) are unreachable
     ├── GenerationTimeoutError (504)
+    ├── InsufficientStorageError (507) the disk of the files or of the database is full
     └── EngineError (500)            the engine failed on valid input: a bug, logged
 
 Library exceptions (llama_cpp, PIL, httpx, SQLAlchemy) are translated into this tree where they
@@ -184,6 +185,15 @@ class GenerationTimeoutError(FoveaError):
     status_code = 504
     error_type = "server_error"
     default_code = "timeout"
+
+
+class InsufficientStorageError(FoveaError):
+    """A disk is full (files' storage or the database): nothing was stored; retry once the
+    operator has freed space."""
+
+    status_code = 507
+    error_type = "server_error"
+    default_code = "insufficient_storage"
 
 
 class EngineError(FoveaError):

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # binding take effect within it (expiry is exact); with Redis, changes made through the IAM
     # API reach every replica at once. 0 reads the database on every request.
     auth_cache_ttl_s: float = Field(default=2.0, ge=0)
+    # Refused API keys a client address may present in a minute before the next refusal is a
+    # 429 with Retry-After (valid keys still work); counted per replica. 0 turns it off.
+    auth_failures_per_minute: int = Field(default=30, ge=0)
     # Redis (redis://[:password@]host:6379/0), shared by the replicas: it holds the quota
     # counters and tells every replica of revoked keys. Without it, replicas on PostgreSQL
     # count quotas in the database; a server on SQLite counts them in its own memory.

@@ -26,6 +26,7 @@ from fovea.api.deps import (
     request_context,
     services_of,
 )
+from fovea.api.openapi import GENERATION_ERRORS, errors, event_stream
 from fovea.api.responses import json_response
 from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect, sse_events
 from fovea.protocol.chat import ChatCompletion, ChatCompletionRequest
@@ -83,7 +84,17 @@ class RunStreamingResponse(StreamingResponse):
 route = Route(PATH, create_chat_completion, methods=["POST"])
 
 
-@router.post(PATH, response_model=ChatCompletion)
+@router.post(
+    PATH,
+    response_model=ChatCompletion,
+    responses={
+        **event_stream(
+            "With stream: true: `data: <chat.completion.chunk JSON>` events, then "
+            "`data: [DONE]`; a failure after the first event is one `data: <error JSON>` event"
+        ),
+        **errors(*GENERATION_ERRORS),
+    },
+)
 async def create_chat_completion_documented(
     body: ChatCompletionRequest, principal: PrincipalDep, header_folder: HeaderFolderDep
 ) -> Response:

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
-from fovea.errors import FolderMismatchError
+from fovea.errors import FolderMismatchError, InvalidRequestError
 from fovea.iam.apikeys import api_key_from_authorization
 from fovea.iam.types import Principal
 from fovea.services.access import FOLDER_MISMATCH
@@ -51,11 +51,23 @@ async def get_principal(
 
 async def principal_of(request: Request) -> Principal:
     """The caller, from its ``Authorization`` header (kept in the scope for the access log)."""
-    authorization = request.headers.get("authorization")
-    key = api_key_from_authorization(authorization)
-    principal = await services_of(request).access.authenticate(key)
+    key = api_key_from_authorization(authorization_of(request))
+    client = request.client.host if request.client else None
+    principal = await services_of(request).access.authenticate(key, client)
     request.scope.setdefault("state", {})["principal"] = principal
     return principal
+
+
+def authorization_of(request: Request) -> str | None:
+    """The one ``Authorization`` header; several are a 400, never one of them picked (a proxy
+    and its backend could each pick another)."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidRequestError(
+            f"The request has {len(values)} Authorization headers; send exactly one",
+            code="duplicate_authorization",
+        )
+    return values[0] if values else None
 
 
 async def get_header_folder(request: Request) -> str | None:

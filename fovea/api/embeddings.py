@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep, request_context
+from fovea.api.openapi import GENERATION_ERRORS, errors
 from fovea.api.responses import json_response
 from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect
 from fovea.protocol.embeddings import EmbeddingList, EmbeddingRequest
@@ -12,7 +13,7 @@ from fovea.protocol.embeddings import EmbeddingList, EmbeddingRequest
 router = APIRouter()
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingList)
+@router.post("/v1/embeddings", response_model=EmbeddingList, responses=errors(*GENERATION_ERRORS))
 async def create_embeddings(
     body: EmbeddingRequest,
     request: Request,

@@ -10,11 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from fovea.errors import FoveaError, InvalidRequestError, MethodNotAllowedError, NotFoundError
 from fovea.store.database import database_error
 
 log = logging.getLogger(__name__)
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_response(error: FoveaError) -> JSONResponse:
@@ -62,6 +65,19 @@ def _param_path(location: list[str]) -> str:
     return path
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method a route serves on the request's path, for a 405's ``Allow`` (Starlette's
+    names only the first route's, and a path often has a route per method)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FoveaError)
     async def _fovea(request: Request, exc: FoveaError) -> JSONResponse:
@@ -78,7 +94,8 @@ def install_error_handlers(app: FastAPI) -> None:
             error = NotFoundError(f"Unknown path {request.url.path}")
         elif exc.status_code == 405:
             error = MethodNotAllowedError(
-                f"Method {request.method} is not allowed on {request.url.path}"
+                f"Method {request.method} is not allowed on {request.url.path}",
+                headers={"Allow": ", ".join(allowed_methods(request))},
             )
         else:
             error = InvalidRequestError(str(exc.detail))

@@ -1,6 +1,7 @@
 """``GET /healthz`` (the process is up, with every engine's state) and ``GET /readyz`` (every
 preloaded model is loaded and the database, and Redis when configured, answer; upstream
-replicas being down is in /healthz, not a reason to be taken out of a load balancer)."""
+replicas being down is in /healthz, not a reason to be taken out of a load balancer, nor is a
+model that failed to load: both answer "degraded" and name the engine and its error)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from fastapi import APIRouter, Response
 
 from fovea.api.deps import ServicesDep
 from fovea.api.responses import json_response
+from fovea.protocol.models import HealthStatus
 from fovea.services.redis_client import redis_answers
 
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthStatus)
 async def healthz(services: ServicesDep) -> Response:
     return json_response(services.models.health())
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "Not ready: what is not, and why"}},
+)
 async def readyz(services: ServicesDep) -> Response:
     """Ready: every preloaded model loaded and the database answering (a replica whose
     database is unreachable is taken out of the load balancer until it answers again)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from fovea.api.deps import services_of
+from fovea.api.deps import authorization_of, services_of
 from fovea.errors import NotFoundError
 
 router = APIRouter()
@@ -17,7 +17,7 @@ async def metrics(request: Request) -> Response:
     services = services_of(request)
     if services.metrics is None:
         raise NotFoundError("Metrics are off on this server (FOVEA_METRICS_ENABLED=false)")
-    services.metrics.authorize(request.headers.get("authorization"))
+    services.metrics.authorize(authorization_of(request))
     budget = request.app.state.request_budget
     body = await services.metrics.exposition(budget, services.quotas.refusals)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

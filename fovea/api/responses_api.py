@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from fovea.api.chat import RunStreamingResponse
 from fovea.api.deps import HeaderFolderDep, PrincipalDep, ServicesDep, request_context
+from fovea.api.openapi import GENERATION_ERRORS, errors, event_stream
 from fovea.api.responses import json_response
 from fovea.api.streaming import ClientDisconnected, cancel_on_disconnect, sse_typed_events
 from fovea.protocol.responses import (
@@ -24,7 +25,18 @@ from fovea.protocol.responses import (
 router = APIRouter()
 
 
-@router.post("/v1/responses", response_model=ResponseObject)
+@router.post(
+    "/v1/responses",
+    response_model=ResponseObject,
+    responses={
+        **event_stream(
+            "With stream: true: `event: <type>` and `data: <event JSON>` pairs (response.created, "
+            "response.output_text.delta, ..., response.completed); a failure after the first "
+            "event is an `error` event"
+        ),
+        **errors(*GENERATION_ERRORS),
+    },
+)
 async def create_response(
     body: CreateResponseRequest,
     request: Request,

@@ -12,6 +12,7 @@ from rich.console import Console
 from fovea.settings import DEMO_MODEL_NAME, ConfigurationError, Settings, load_catalog
 
 console = Console(stderr=True)
+KEEP_ALIVE_S = 75  # seconds an idle connection is kept; nginx's default
 
 
 def serve(
@@ -44,6 +45,7 @@ def serve(
     if bootstrap:
         _print_bootstrap(settings)
 
+    from fovea.api.http_protocol import BoundedHttpToolsProtocol
     from fovea.app import create_app
 
     uvicorn.run(
@@ -54,6 +56,12 @@ def serve(
         # Fovea writes one access line per request itself, with its request ids.
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Longer than clients keep idle connections (httpx and the openai client 5 s, aiohttp
+        # 15 s, load balancers 60 s): a server that closes an idle connection first races the
+        # client's next request on it, which then gets a reset and no response.
+        timeout_keep_alive=KEEP_ALIVE_S,
+        # httptools, with a 431 for request heads over 64 KiB or 100 headers.
+        http=BoundedHttpToolsProtocol,
     )
 
 

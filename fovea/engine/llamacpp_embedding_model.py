@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from llama_cpp._logger import set_verbose as set_llama_verbose
 
+from fovea.engine.model_files import check_gguf, unloadable
 from fovea.errors import ContextLengthError, EngineError, InvalidRequestError
 
 Pooling = Literal["mean", "cls", "last"]
@@ -73,9 +74,13 @@ class EmbeddingModel:
         # Without repacked weights a token's arithmetic depends less on how many tokens share
         # its decode: an input embedded alone and in a batch agree more closely.
         params.use_extra_bufts = False
-        self._model = internals.LlamaModel(
-            path_model=str(config.model_path), params=params, verbose=False
-        )
+        check_gguf(config.model_path)
+        try:
+            self._model = internals.LlamaModel(
+                path_model=str(config.model_path), params=params, verbose=False
+            )
+        except ValueError:
+            raise unloadable(config.model_path) from None
         try:
             metadata = self._model.metadata()
             self.pooling: Pooling = config.pooling or declared_pooling(metadata) or "mean"

@@ -23,6 +23,7 @@ from fovea.engine.base import require_text
 from fovea.engine.chat_template import ChatTemplate, resolve_template
 from fovea.engine.embedding_cache import EmbeddingCache
 from fovea.engine.llamacpp_sampling import Sampler, build_sampler
+from fovea.engine.model_files import check_gguf, unloadable
 from fovea.engine.mtmd_prompt import (
     Prompt,
     bitmap,
@@ -94,9 +95,15 @@ class LlamaModel:
         # decode; without them a sequence decoded beside up to 5 others gives what it gives
         # alone. From 8 at once ggml switches kernels anyway: then take the faster weights.
         model_params.use_extra_bufts = config.parallel == 1 or config.parallel > 6
-        self._model = internals.LlamaModel(
-            path_model=str(config.model_path), params=model_params, verbose=False
-        )
+        check_gguf(config.model_path)
+        if config.mmproj_path is not None:
+            check_gguf(config.mmproj_path, "vision projector")
+        try:
+            self._model = internals.LlamaModel(
+                path_model=str(config.model_path), params=model_params, verbose=False
+            )
+        except ValueError:
+            raise unloadable(config.model_path) from None
         self.vocab = self._model.vocab
         self.n_vocab = self._model.n_vocab()
         self._piece_buffer = ctypes.create_string_buffer(256)
@@ -171,11 +178,11 @@ class LlamaModel:
             if self.config.flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        ctx = mtmd.mtmd_init_from_file(
-            str(self.config.mmproj_path).encode(), self._model.model, params
-        )
+        mmproj_path = self.config.mmproj_path
+        assert mmproj_path is not None  # only called when the catalog names one
+        ctx = mtmd.mtmd_init_from_file(str(mmproj_path).encode(), self._model.model, params)
         if ctx is None:
-            raise RuntimeError(f"could not load the vision projector {self.config.mmproj_path}")
+            raise unloadable(mmproj_path, "vision projector")
         if not mtmd.mtmd_support_vision(ctx):
             mtmd.mtmd_free(ctx)
             raise RuntimeError(f"{self.config.mmproj_path} has no vision encoder")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fovea.errors import FoveaError
+from fovea.errors import FoveaError, InvalidRequestError
 from fovea.grpc.status import abort
 from fovea.iam.apikeys import api_key_from_authorization
 from fovea.iam.types import Principal
@@ -26,9 +26,26 @@ Method = Callable[[Servicer, Request, grpc.aio.ServicerContext], Awaitable[Respo
 
 
 async def caller(access: AccessControl, context: grpc.aio.ServicerContext) -> Principal:
-    """The principal of the ``authorization`` metadata (``Api-Key <key>`` or ``Bearer <key>``)."""
-    metadata = dict(context.invocation_metadata() or ())
-    return await access.authenticate(api_key_from_authorization(metadata.get("authorization")))
+    """The principal of the ``authorization`` metadata (``Api-Key <key>`` or ``Bearer <key>``).
+
+    Several ``authorization`` entries are refused, never one of them picked; a refused key
+    counts against the peer's address, as over HTTP."""
+    values = [v for k, v in context.invocation_metadata() or () if k == "authorization"]
+    if len(values) > 1:
+        raise InvalidRequestError(
+            f"The call has {len(values)} authorization metadata entries; send exactly one",
+            code="duplicate_authorization",
+        )
+    key = api_key_from_authorization(str(values[0]) if values else None)
+    return await access.authenticate(key, peer_address(context.peer()))
+
+
+def peer_address(peer: str) -> str | None:
+    """The client's address in gRPC's peer string (``ipv4:10.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
+    kind, _, rest = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None  # a Unix socket or an in-process channel: not counted
+    return rest.rpartition(":")[0].strip("[]") or None
 
 
 def unary(method: Method[Servicer, Request, Response]) -> Method[Servicer, Request, Response]:

@@ -25,8 +25,8 @@ from yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 
 from fovea.errors import FoveaError, InvalidRequestError
+from fovea.grpc.calls import caller
 from fovea.grpc.status import abort
-from fovea.iam.apikeys import api_key_from_authorization
 from fovea.protocol import chat as wire
 from fovea.services.chat import ChatRun
 from fovea.services.chat_events import RequestContext, data_logging_enabled
@@ -47,9 +47,7 @@ class TextGeneration(service_grpc.TextGenerationServiceServicer):
     ) -> AsyncIterator[service.CompletionResponse]:
         try:
             metadata = dict(context.invocation_metadata() or ())
-            principal = await self._services.access.authenticate(
-                api_key_from_authorization(metadata.get("authorization"))
-            )
+            principal = await caller(self._services.access, context)
             body = chat_request(request)
             run = await self._services.chat.start(
                 principal, body, None, context=request_context(metadata)

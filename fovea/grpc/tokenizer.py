@@ -21,9 +21,9 @@ from yandex.cloud.ai.foundation_models.v1.text_generation import (
 
 from fovea.engine.types import Token
 from fovea.errors import FoveaError
+from fovea.grpc.calls import caller
 from fovea.grpc.status import abort
 from fovea.grpc.text_generation import chat_request
-from fovea.iam.apikeys import api_key_from_authorization
 from fovea.iam.types import Principal
 from fovea.services.container import Services
 
@@ -62,10 +62,7 @@ class Tokenizer(service_grpc.TokenizerServiceServicer):
             await abort(context, FoveaError("The server had an error processing your request."))
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
-        metadata = dict(context.invocation_metadata() or ())
-        return await self._services.access.authenticate(
-            api_key_from_authorization(metadata.get("authorization"))
-        )
+        return await caller(self._services.access, context)
 
 
 def _response(tokens: list[Token]) -> service.TokenizeResponse:

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from fovea.errors import InvalidRequestError, NotFoundError
+from fovea.errors import ConflictError, InvalidRequestError, NotFoundError
 from fovea.iam.apikeys import format_api_key, hash_secret, new_secret
 from fovea.iam.ids import new_api_key_id, new_folder_id, new_service_account_id
 from fovea.iam.roles import Role
@@ -86,7 +86,7 @@ def require_service_account(
 
 def insert_folder(session: Session, name: str, description: str, now: datetime) -> FolderRecord:
     if session.scalar(select(FolderRecord.id).where(FolderRecord.name == name)) is not None:
-        raise InvalidRequestError(f"Folder {name!r} already exists", param="name")
+        raise ConflictError(f"Folder {name!r} already exists", param="name")
     record = FolderRecord(id=new_folder_id(), name=name, description=description, created_at=now)
     session.add(record)
     return record
@@ -96,7 +96,7 @@ def insert_service_account(
     session: Session, folder_id: str, name: str, description: str, now: datetime
 ) -> ServiceAccountRecord:
     if find_service_account(session, name, folder_id) is not None:
-        raise InvalidRequestError(
+        raise ConflictError(
             f"Service account {name!r} already exists in folder {folder_id}", param="name"
         )
     record = ServiceAccountRecord(

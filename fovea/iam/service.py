@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from fovea.errors import (
     AuthenticationError,
+    ConflictError,
     DatabaseUnavailableError,
     InvalidRequestError,
 )
@@ -373,7 +374,7 @@ class IamService:
                 yield session
         except IntegrityError as exc:
             # Pre-checks give the precise messages; this is a concurrent duplicate.
-            raise InvalidRequestError("The object conflicts with one that already exists") from exc
+            raise ConflictError("The object conflicts with one that already exists") from exc
         except SQLAlchemyError as exc:
             error = database_error(exc)
             if not isinstance(error, DatabaseUnavailableError):

@@ -14,7 +14,7 @@ import pybase64
 
 from fovea.errors import ImageError, PayloadTooLargeError
 
-__all__ = ["read_image_bytes"]
+__all__ = ["check_image_url", "read_image_bytes"]
 
 # Bounded so that a long run of letters before a ':' is not echoed back as a "scheme".
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31}):")
@@ -40,6 +40,12 @@ def read_image_bytes(url: str, *, position: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise _too_large(len(data), max_bytes, position)
     return data
+
+
+def check_image_url(url: str, *, position: str, max_bytes: int) -> None:
+    """What ``read_image_bytes`` refuses without decoding: the URL's form and an encoded size
+    over ``max_bytes`` (cheap, so a request can be refused before it takes a quota)."""
+    _check_encoded_size(_base64_payload(url.strip(), position), position, max_bytes)
 
 
 def _base64_payload(url: str, position: str) -> str:

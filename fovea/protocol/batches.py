@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fovea.protocol.chat import ResponseFormat
+from fovea.protocol.models import MODEL_PATTERN
 
 BatchStatus = Literal[
     "validating",
@@ -20,6 +21,10 @@ BatchStatus = Literal[
 ]
 
 CUSTOM_ID_MAX = 512  # the batch_lines.custom_id column's length
+# What a batch may run and how long it may take; stated in the document here, checked (with
+# messages naming the choices) by fovea.services.batches.
+ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
+COMPLETION_WINDOWS = ("24h",)
 
 
 class BatchCompletionOptions(BaseModel):
@@ -32,7 +37,7 @@ class BatchCompletionOptions(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     response_format: ResponseFormat | None = None
 
     @field_validator("stop")
@@ -50,15 +55,59 @@ class BatchCompletionOptions(BaseModel):
 class CreateBatchRequest(BaseModel):
     """OpenAI's fields, plus two of Fovea's for the cloud's dataset rows (which name no model)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            # completion_options and dataset rows go with chat requests only; rows need a model.
+            "allOf": [
+                {
+                    "anyOf": [
+                        {"properties": {"endpoint": {"const": ENDPOINTS[0]}}},
+                        {"properties": {"completion_options": {"type": "null"}}},
+                    ]
+                },
+                {
+                    "anyOf": [
+                        {"properties": {"input_format": {"enum": ["openai", None]}}},
+                        {
+                            "required": ["model"],
+                            "properties": {
+                                "endpoint": {"const": ENDPOINTS[0]},
+                                "model": {"type": "string"},
+                            },
+                        },
+                    ]
+                },
+            ]
+        },
+    )
 
     input_file_id: str = Field(min_length=1)
-    endpoint: str
-    completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
-    model: str | None = None
+    endpoint: str = Field(
+        description="Dataset rows (input_format: dataset) run on /v1/chat/completions only",
+        json_schema_extra={"enum": list(ENDPOINTS)},
+    )
+    completion_window: str = Field(
+        default="24h", json_schema_extra={"enum": list(COMPLETION_WINDOWS)}
+    )
+    metadata: dict[str, str] | None = Field(
+        default=None,
+        description="At most 16 pairs, keys up to 64 and values up to 512 characters",
+        json_schema_extra={
+            "maxProperties": 16,
+            "propertyNames": {"maxLength": 64},
+            "additionalProperties": {"type": "string", "maxLength": 512},
+        },
+    )
+    model: str | None = Field(
+        default=None,
+        description="The model dataset rows run on: required with them",
+        json_schema_extra={"pattern": MODEL_PATTERN},
+    )
     input_format: Literal["openai", "dataset"] | None = None
-    completion_options: BatchCompletionOptions | None = None
+    completion_options: BatchCompletionOptions | None = Field(
+        default=None, description="Chat request fields: with endpoint /v1/chat/completions only"
+    )
 
 
 class BatchRequestCounts(BaseModel):

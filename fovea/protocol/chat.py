@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict, JsonValue
+
+from fovea.protocol.models import MODEL_DESCRIPTION, MODEL_PATTERN
 
 # -- request --------------------------------------------------------------------------------
 
@@ -44,8 +47,33 @@ class ToolCall(BaseModel):
     function: FunctionCall
 
 
+# What each role's message needs: content unless it is the assistant's (which may hold only
+# tool calls), a tool message the tool_call_id it answers; tool calls only from the assistant.
+_NO_TOOL_CALLS: JsonDict = {"tool_calls": {"type": "null"}}
+_NEEDS_BY_ROLE: list[JsonValue] = [
+    {"properties": {"role": {"const": "assistant"}}},
+    {
+        "required": ["content"],
+        "properties": {
+            "role": {"enum": ["system", "developer", "user"]},
+            "content": {"not": {"type": "null"}},
+            **_NO_TOOL_CALLS,
+        },
+    },
+    {
+        "required": ["content", "tool_call_id"],
+        "properties": {
+            "role": {"const": "tool"},
+            "content": {"not": {"type": "null"}},
+            "tool_call_id": {"type": "string", "minLength": 1},
+            **_NO_TOOL_CALLS,
+        },
+    },
+]
+
+
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"anyOf": _NEEDS_BY_ROLE})
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -103,13 +131,15 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1)
+    model: str = Field(
+        min_length=1, description=MODEL_DESCRIPTION, json_schema_extra={"pattern": MODEL_PATTERN}
+    )
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

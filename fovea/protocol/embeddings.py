@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from fovea.protocol.models import MODEL_DESCRIPTION, MODEL_PATTERN
+
 # OpenAI's limit on the inputs of one request.
 MAX_INPUTS = 2048
+
+# The shapes ``input`` may take, as the document states them (``_check_input`` refuses the rest
+# first, in words that name the culprit).
+Text = Annotated[str, Field(min_length=1)]
+TokenId = Annotated[int, Field(ge=0)]
+Texts = Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
+TokenIds = Annotated[list[TokenId], Field(min_length=1, max_length=MAX_INPUTS)]
+TokenArrays = Annotated[
+    list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=MAX_INPUTS)
+]
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
+    model: str = Field(
+        min_length=1, description=MODEL_DESCRIPTION, json_schema_extra={"pattern": MODEL_PATTERN}
+    )
     # A text, texts, or OpenAI's token arrays (one, or several): token ids of this model's
     # vocabulary, fed as given.
-    input: str | list[str] | list[int] | list[list[int]]
+    input: Text | Texts | TokenIds | TokenArrays
     # base64: each vector's little-endian float32 bytes (what the openai client asks for).
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
@@ -52,13 +66,19 @@ class EmbeddingRequest(BaseModel):
                     f"input[{index}] must be a string or a token id (an integer, 0 or more), "
                     f"not {what}"
                 )
-        if len({type(item) for item in value}) > 1:
+        if len({_kind(item) for item in value}) > 1:
             raise _invalid("input mixes texts, token ids and token lists: send one kind")
         return value
 
 
+def _kind(item: Any) -> str:
+    return "text" if isinstance(item, str) else "tokens" if isinstance(item, list) else "token"
+
+
 def _is_token(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    # 7.0 is the integer 7 in JSON (and to JSON Schema), as pydantic reads it too.
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    return integral and not isinstance(value, bool) and value >= 0
 
 
 def _require_text(value: str, where: str) -> None:

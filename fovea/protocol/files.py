@@ -18,6 +18,26 @@ FILE_PURPOSES = (
 )
 MAX_LIST_LIMIT = 10_000
 
+# What ``GET /v1/files/{id}/content`` answers: the bytes as uploaded, typed by the file's name
+# (JSONL for batch files), or, with ``format=parquet``, a JSONL file's rows as Parquet.
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+CONTENT_TYPES = {
+    "application/jsonl": _BYTES,
+    "application/vnd.apache.parquet": _BYTES,
+    "*/*": _BYTES,
+}
+
+# The multipart/form-data body of ``POST /v1/files``, as the document states it: the route
+# streams it to disk itself (fovea.services.uploads), so no model parses it.
+UPLOAD_FORM = {
+    "type": "object",
+    "required": ["file", "purpose"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The file (one)"},
+        "purpose": {"type": "string", "enum": list(FILE_PURPOSES)},
+    },
+}
+
 
 class FileObject(BaseModel):
     id: str
@@ -50,5 +70,9 @@ class FileListParams(BaseModel):
 
     purpose: str | None = None
     limit: int = Field(default=MAX_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
-    after: str | None = None
+    after: str | None = Field(
+        default=None,
+        description="The id of a file of the list (a page's last): the page after it; an id "
+        "that is not one is a 400",
+    )
     order: Literal["asc", "desc"] = "desc"

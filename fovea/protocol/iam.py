@@ -13,9 +13,33 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
+
+from fovea.iam.apikeys import Scope
+from fovea.iam.checks import MAX_DESCRIPTION_LENGTH
+from fovea.iam.roles import Role
+from fovea.store.audit import AuditAction
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+
+# What fovea.iam checks (with messages naming the rule), stated for the document.
+NAME_SCHEMA: JsonDict = {"pattern": "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", "maxLength": 63}
+NAME_DESCRIPTION = (
+    "1-63 lowercase letters, digits and hyphens, starting with a letter and not ending with a "
+    "hyphen"
+)
+DESCRIPTION_SCHEMA: JsonDict = {"maxLength": MAX_DESCRIPTION_LENGTH}
+
+
+def _time_schema(schema: dict[str, Any]) -> None:
+    """A time: RFC 3339 (UTC when it has no offset) or Unix seconds, as pydantic reads it."""
+    schema.pop("anyOf", None)
+    schema["anyOf"] = [
+        {"type": "string", "format": "date-time"},
+        {"type": "number"},
+        {"type": "null"},
+    ]
 
 
 class CloudModel(BaseModel):
@@ -56,8 +80,8 @@ class Folder(CloudModel):
 
 
 class CreateFolderRequest(CloudModel):
-    name: str
-    description: str = ""
+    name: str = Field(description=NAME_DESCRIPTION, json_schema_extra=NAME_SCHEMA)
+    description: str = Field(default="", json_schema_extra=DESCRIPTION_SCHEMA)
     cloud_id: str | None = Field(default=None, description="Accepted and ignored: one cloud")
 
 
@@ -79,8 +103,8 @@ class ServiceAccount(CloudModel):
 
 class CreateServiceAccountRequest(CloudModel):
     folder_id: str = Field(min_length=1)
-    name: str
-    description: str = ""
+    name: str = Field(description=NAME_DESCRIPTION, json_schema_extra=NAME_SCHEMA)
+    description: str = Field(default="", json_schema_extra=DESCRIPTION_SCHEMA)
 
 
 class ServiceAccountList(CloudModel):
@@ -97,7 +121,7 @@ class Subject(CloudModel):
 
 
 class AccessBinding(CloudModel):
-    role_id: str = Field(min_length=1)
+    role_id: str = Field(min_length=1, json_schema_extra={"enum": [role.value for role in Role]})
     subject: Subject
 
 
@@ -131,11 +155,15 @@ class ApiKey(CloudModel):
 
 class CreateApiKeyRequest(CloudModel):
     service_account_id: str = Field(min_length=1)
-    description: str = ""
+    description: str = Field(default="", json_schema_extra=DESCRIPTION_SCHEMA)
     scopes: list[str] | None = Field(
-        default=None, description="Default: yc.ai.foundationModels.execute"
+        default=None,
+        description="Default: yc.ai.foundationModels.execute",
+        json_schema_extra={"minItems": 1, "items": {"enum": [scope.value for scope in Scope]}},
     )
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(
+        default=None, description="In the future", json_schema_extra=_time_schema
+    )
 
 
 class CreateApiKeyResponse(CloudModel):
@@ -165,8 +193,14 @@ class AuditLogParams(CloudModel):
     """The query of ``GET /iam/v1/audit``; without ``folderId``, every folder's."""
 
     folder_id: str | None = None
-    action: str | None = None
-    since: datetime | None = Field(default=None, description="RFC 3339; UTC when no offset")
+    action: str | None = Field(
+        default=None, json_schema_extra={"enum": [*(action.value for action in AuditAction), None]}
+    )
+    since: datetime | None = Field(
+        default=None,
+        description="RFC 3339 (UTC when no offset) or Unix seconds",
+        json_schema_extra=_time_schema,
+    )
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     page_token: str | None = None
 

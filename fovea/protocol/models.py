@@ -6,6 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+# What a request's ``model`` may be, as fovea.services.catalog parses it: a catalog name, with
+# an optional branch, or a gpt:// (emb://) URI naming the folder too. In the OpenAPI document
+# only: the catalog's own check refuses the rest with a clearer message (code invalid_model_uri).
+MODEL_PATTERN = (
+    r"^(?:(?:gpt|emb)://[a-z0-9]{1,50}/)?[a-z0-9][a-z0-9._-]{0,62}"
+    r"(?:/(?:latest|rc|deprecated))?/?$"
+)
+MODEL_DESCRIPTION = (
+    "A model of the catalog (GET /v1/models): its name, name/branch, or "
+    "gpt://<folder_id>/<name>[/<branch>] (emb:// for embedding models), the folder the key's"
+)
+
 
 class ModelObject(BaseModel):
     id: str

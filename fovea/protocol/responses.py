@@ -13,6 +13,17 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
+from pydantic.json_schema import JsonDict, JsonValue
+from pydantic_core import PydanticCustomError
+
+from fovea.protocol.models import MODEL_DESCRIPTION, MODEL_PATTERN
+
+
+def _type_required(schema: dict[str, Any]) -> None:
+    """A content part's ``type`` is required on the wire (it picks the part's kind), though the
+    Python default fills it for parts Fovea builds."""
+    schema["required"] = ["type", *schema.get("required", [])]
+
 
 # -- request: input items -------------------------------------------------------------------
 
@@ -23,6 +34,17 @@ class InputText(BaseModel):
 
 
 class InputImage(BaseModel):
+    """An image: its ``image_url`` (a data: URL) or the ``file_id`` of an uploaded image."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["image_url"], "properties": {"image_url": {"type": "string"}}},
+                {"required": ["file_id"], "properties": {"file_id": {"type": "string"}}},
+            ]
+        }
+    )
+
     type: Literal["input_image"]
     image_url: str | None = Field(default=None, min_length=1)
     file_id: str | None = None
@@ -32,6 +54,8 @@ class InputImage(BaseModel):
 class OutputText(BaseModel):
     """Text a model wrote: in an assistant message of the input, or in an output message."""
 
+    model_config = ConfigDict(json_schema_extra=_type_required)
+
     type: Literal["output_text"] = "output_text"
     text: str
     annotations: list[Any] = Field(default_factory=list)
@@ -40,10 +64,39 @@ class OutputText(BaseModel):
 InputContent = Annotated[InputText | InputImage | OutputText, Field(discriminator="type")]
 
 
+def _content_of(*types: str) -> JsonDict:
+    parts: JsonDict = {"type": "array", "items": {"properties": {"type": {"enum": list(types)}}}}
+    return {"anyOf": [{"type": "string"}, parts]}
+
+
+# Which parts each role's message may hold: images in user messages only, text a model wrote
+# (output_text) in assistant messages only.
+_CONTENT_BY_ROLE: list[JsonValue] = [
+    {
+        "properties": {
+            "role": {"const": "user"},
+            "content": _content_of("input_text", "input_image"),
+        }
+    },
+    {
+        "properties": {
+            "role": {"const": "assistant"},
+            "content": _content_of("input_text", "output_text"),
+        }
+    },
+    {
+        "properties": {
+            "role": {"enum": ["system", "developer"]},
+            "content": _content_of("input_text"),
+        }
+    },
+]
+
+
 class MessageItem(BaseModel):
     """A message of the input; ``{"role", "content"}`` without a type is one too."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"anyOf": _CONTENT_BY_ROLE})
 
     type: Literal["message"] = "message"
     role: Literal["user", "system", "developer", "assistant"]
@@ -85,7 +138,16 @@ InputItem = Annotated[
 class TextFormat(BaseModel):
     """``text.format``: plain text, any JSON object, or JSON matching ``schema``."""
 
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        populate_by_name=True,
+        serialize_by_alias=True,
+        json_schema_extra={  # json_schema needs its schema
+            "anyOf": [
+                {"properties": {"type": {"enum": ["text", "json_object"]}}},
+                {"required": ["schema"], "properties": {"schema": {"type": "object"}}},
+            ]
+        },
+    )
 
     type: Literal["text", "json_object", "json_schema"]
     name: str | None = None
@@ -126,13 +188,23 @@ ToolChoice = Literal["none", "auto", "required"] | NamedFunctionChoice
 MAX_METADATA_PAIRS = 16
 
 
+def _string_or_items(schema: dict[str, Any]) -> None:
+    """``input`` on the wire: a string (one user message) or the list of items."""
+    items = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [{"type": "string"}, items]
+
+
 class CreateResponseRequest(BaseModel):
     """``POST /v1/responses``. Unknown fields are kept in ``model_extra``, never rejected."""
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1)
-    input: list[InputItem]  # a string is sent as one user message
+    model: str = Field(
+        min_length=1, description=MODEL_DESCRIPTION, json_schema_extra={"pattern": MODEL_PATTERN}
+    )
+    # A string is sent as one user message.
+    input: Annotated[list[InputItem], Field(min_length=1, json_schema_extra=_string_or_items)]
     instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -153,6 +225,10 @@ class CreateResponseRequest(BaseModel):
         # A string is one user message; {"role", "content"} without a type is a message too.
         if isinstance(value, str):
             return [{"type": "message", "role": "user", "content": value}]
+        if value == []:
+            raise PydanticCustomError(
+                "empty_input", "input is empty: send a string, or a list with at least one item"
+            )
         if isinstance(value, list):
             return [
                 {**item, "type": "message"}

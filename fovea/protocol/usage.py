@@ -23,7 +23,9 @@ BUCKET_LIMITS: dict[str, tuple[int, int]] = {"1m": (60, 1440), "1h": (24, 168), 
 class UsageParams(BaseModel):
     start_time: int = Field(ge=0, description="Start of the range, Unix seconds (inclusive)")
     end_time: int | None = Field(
-        default=None, ge=0, description="End of the range, Unix seconds (exclusive); now if unset"
+        default=None,
+        ge=0,
+        description="End of the range, Unix seconds (exclusive), after start_time; now if unset",
     )
     bucket_width: BucketWidth = "1d"
     project_ids: list[str] | None = None
@@ -32,8 +34,17 @@ class UsageParams(BaseModel):
     models: list[str] | None = None
     batch: bool | None = None
     group_by: list[GroupBy] | None = None
-    limit: int | None = Field(default=None, ge=1, description="Buckets per page")
-    page: str | None = Field(default=None, description="A next_page cursor from a previous page")
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Buckets per page: at most 1440 of 1m, 168 of 1h, 31 of 1d (by default 60, "
+        "24, 7)",
+        json_schema_extra={"maximum": max(limit for _, limit in BUCKET_LIMITS.values())},
+    )
+    page: str | None = Field(
+        default=None,
+        description="The next_page of a previous page of the same query; any other value is a 400",
+    )
 
 
 class ResultGroup(BaseModel):

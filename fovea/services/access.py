@@ -30,6 +30,7 @@ from fovea.iam.roles import Permission, permission_name
 from fovea.iam.service import IamService
 from fovea.iam.types import KeyCredentials, Principal
 from fovea.protocol.me import Identity
+from fovea.services.auth_throttle import AuthThrottle
 
 FOLDER_MISMATCH = "Specified folder ID does not match with service account"
 
@@ -46,15 +47,27 @@ class AccessControl:
         *,
         cache_ttl_s: float = 2.0,
         timer: Callable[[], float] = time.monotonic,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         self._iam = iam
+        self._throttle = throttle
         self._keys: TTLCache[str, KeyCredentials] = TTLCache(_CACHE_ENTRIES, cache_ttl_s, timer)
         self._roles: TTLCache[tuple[str, str], frozenset[str]] = TTLCache(
             _CACHE_ENTRIES, cache_ttl_s, timer
         )
 
-    async def authenticate(self, api_key: str | None) -> Principal:
+    async def authenticate(self, api_key: str | None, client: str | None = None) -> Principal:
+        """The key's principal; a refused key from ``client`` (its address) counts against
+        it, and past the throttle's limit is a 429 rather than a 401."""
         key_id, secret = split_api_key(api_key)
+        try:
+            return await self._check(key_id, secret)
+        except AuthenticationError:
+            if client is not None and self._throttle is not None:
+                self._throttle.failed(client)
+            raise
+
+    async def _check(self, key_id: str, secret: str) -> Principal:
         credentials = self._keys.get(key_id)
         if credentials is not None:
             return check_credentials(credentials, secret, self._iam.now())

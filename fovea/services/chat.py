@@ -339,7 +339,8 @@ class ChatService:
             log.info("ignoring unknown request fields: %s", names)
         target = await self._target(principal, body.model, header_folder)
         model, engine, folder_id = target.model, target.engine, target.folder_id
-        timing.images = _check_capabilities(body, model, engine.capabilities, self._images)
+        # A malformed request is refused for what it is (400), before it takes any quota.
+        timing.images = _check_request(body, model, engine.capabilities, self._images)
         admission = await self._quotas.admit(
             principal, folder_id, interactive=priority == Priority.INTERACTIVE
         )
@@ -407,7 +408,7 @@ class ChatService:
         """The checks a completion of ``body`` passes before it starts (key, folder, role,
         model, capabilities), for work that runs later: a deferred completion."""
         target = await self._target(principal, body.model, None)
-        _check_capabilities(body, target.model, target.engine.capabilities, self._images)
+        _check_request(body, target.model, target.engine.capabilities, self._images)
 
     async def _target(
         self, principal: Principal, model_name: str, header_folder: str | None
@@ -437,13 +438,7 @@ class ChatService:
     ) -> GenerationRequest:
         deployment = model.deployment
         messages = await self._messages(body.messages, capabilities)
-        max_tokens = body.max_completion_tokens or body.max_tokens
-        if max_tokens is not None and max_tokens > deployment.max_output_tokens:
-            raise InvalidRequestError(
-                f"max_tokens is too large: {max_tokens}. Model {deployment.name} generates at "
-                f"most {deployment.max_output_tokens} tokens per request.",
-                param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
-            )
+        max_tokens = _max_tokens(body, model)
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         sampling = SamplingParams(
             temperature=1.0 if body.temperature is None else body.temperature,
@@ -571,13 +566,16 @@ def _parts(
     return list(content)
 
 
-def _check_capabilities(
+def _check_request(
     body: wire.ChatCompletionRequest,
     model: ResolvedModel,
     capabilities: Capabilities,
     images: ImageIntake,
 ) -> int:
-    """Refuses what the model cannot do; returns the number of images."""
+    """Refuses a malformed request and what the model cannot do, without decoding images;
+    returns the number of images."""
+    _max_tokens(body, model)
+    _response_format(body.response_format)
     name = model.deployment.name
     if body.n > capabilities.max_n:
         raise InvalidRequestError(
@@ -595,7 +593,23 @@ def _check_capabilities(
     check_image_count(
         n_images, limits=images.limits, model_max=capabilities.max_images, model_name=name
     )
+    for i, message in enumerate(body.messages):
+        for j, part in enumerate(_parts(message, i)):
+            if isinstance(part, wire.ImageContentPart):
+                images.check(part.image_url.url, position=f"messages[{i}].content[{j}]")
     return n_images
+
+
+def _max_tokens(body: wire.ChatCompletionRequest, model: ResolvedModel) -> int | None:
+    deployment = model.deployment
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is not None and max_tokens > deployment.max_output_tokens:
+        raise InvalidRequestError(
+            f"max_tokens is too large: {max_tokens}. Model {deployment.name} generates at "
+            f"most {deployment.max_output_tokens} tokens per request.",
+            param="max_completion_tokens" if body.max_completion_tokens else "max_tokens",
+        )
+    return max_tokens
 
 
 def _response_format(value: wire.ResponseFormat | None) -> ResponseFormat:

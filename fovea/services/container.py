@@ -21,6 +21,7 @@ from fovea.media.images import ImageLimits
 from fovea.observability.metrics import Metrics
 from fovea.services.access import AccessControl
 from fovea.services.access_changes import AccessChanges
+from fovea.services.auth_throttle import AuthThrottle
 from fovea.services.batches.inference import BatchInferenceService
 from fovea.services.batches.runner import BatchRunner
 from fovea.services.batches.service import BatchService
@@ -137,7 +138,12 @@ def build_services(
 
     engines = EngineRegistry(factory)
     iam = IamService(database)
-    access = AccessControl(iam, cache_ttl_s=settings.auth_cache_ttl_s)
+    throttle = (
+        AuthThrottle(settings.auth_failures_per_minute)
+        if settings.auth_failures_per_minute
+        else None
+    )
+    access = AccessControl(iam, cache_ttl_s=settings.auth_cache_ttl_s, throttle=throttle)
     redis = connect_redis(settings.redis_url) if settings.redis_url else None
     access_changes = AccessChanges(access, redis)
     fetcher = ImageFetcher(FetchPolicy.from_settings(settings))

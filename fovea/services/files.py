@@ -21,13 +21,13 @@ from typing import BinaryIO
 
 from anyio import CancelScope, to_thread
 
-from fovea.errors import InvalidRequestError, NotFoundError
+from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam.roles import Permission
 from fovea.iam.types import Principal
 from fovea.protocol import files as wire
 from fovea.services.access import AccessControl
 from fovea.services.datasets.rows import jsonl_to_parquet
-from fovea.services.storage import FileStorage, sync_file
+from fovea.services.storage import FileStorage, full_disk_refused, sync_file
 from fovea.services.uploads import FILE_FIELD, MultipartUpload, receive_upload
 from fovea.store.files import FileInfo, FileStore, not_found
 
@@ -105,16 +105,18 @@ class FileService:
         """Stream a multipart body (fields ``file`` and ``purpose``) into a new file."""
         folder_id = await self._folder(principal, header_folder, Permission.FILES_WRITE)
         file_id = new_file_id()
-        staging = await to_thread.run_sync(self._storage.staging_path, f"{folder_id}/{file_id}")
-        try:
-            upload = await self._receive(staging, content_type, body)
-            filename, purpose = _filename_and_purpose(upload)
-            publish = partial(self._publish, folder_id, file_id, filename, purpose, staging)
-            stored = await to_thread.run_sync(publish)
-        except BaseException:
-            with CancelScope(shield=True):
-                await to_thread.run_sync(partial(staging.unlink, missing_ok=True))
-            raise
+        with full_disk_refused():
+            key = f"{folder_id}/{file_id}"
+            staging = await to_thread.run_sync(self._storage.staging_path, key)
+            try:
+                upload = await self._receive(staging, content_type, body)
+                filename, purpose = _filename_and_purpose(upload)
+                publish = partial(self._publish, folder_id, file_id, filename, purpose, staging)
+                stored = await to_thread.run_sync(publish)
+            except BaseException:
+                with CancelScope(shield=True):
+                    await to_thread.run_sync(partial(staging.unlink, missing_ok=True))
+                raise
         return _to_wire(stored)
 
     async def list(
@@ -174,16 +176,20 @@ class FileService:
             existing = self._store.find(file_id, folder_id)
             if existing is not None:
                 return self._stored(existing)
+        derived = file_id is not None
         file_id = file_id or new_file_id()
-        staging = self._storage.staging_path(f"{folder_id}/{file_id}")
-        try:
-            with _open_staging(staging) as sink:
-                write(sink)
-                sync_file(sink)
-            return self._publish(folder_id, file_id, filename, purpose, staging)
-        except BaseException:
-            staging.unlink(missing_ok=True)
-            raise
+        with full_disk_refused():
+            staging = self._storage.staging_path(f"{folder_id}/{file_id}")
+            try:
+                with _open_staging(staging) as sink:
+                    write(sink)
+                    sync_file(sink)
+                return self._publish(
+                    folder_id, file_id, filename, purpose, staging, derived=derived
+                )
+            except BaseException:
+                staging.unlink(missing_ok=True)
+                raise
 
     def folder_path(self, folder_id: str, name: str) -> Path:
         """A local path for ``name`` among the folder's bytes (a dataset's upload parts), its
@@ -196,7 +202,8 @@ class FileService:
         """The Parquet copy of a JSONL file, written beside it on first use (blocking)."""
         target = stored.path.with_name(f"{stored.id}{PARQUET_SUFFIX}")
         if not target.exists():
-            jsonl_to_parquet(stored.path, target)
+            with full_disk_refused():
+                jsonl_to_parquet(stored.path, target)
         return target
 
     def staging(self, folder_id: str) -> tuple[str, Path]:
@@ -241,9 +248,18 @@ class FileService:
         return upload
 
     def _publish(
-        self, folder_id: str, file_id: str, filename: str, purpose: str, staging: Path
+        self,
+        folder_id: str,
+        file_id: str,
+        filename: str,
+        purpose: str,
+        staging: Path,
+        *,
+        derived: bool = False,
     ) -> StoredFile:
-        """Put the staged bytes in place, then commit the row (blocking)."""
+        """Put the staged bytes in place, then commit the row (blocking). A ``derived`` file
+        whose row another writer committed first is that writer's (the same bytes): its bytes
+        stay, or its row would point at nothing."""
         key = f"{folder_id}/{file_id}"
         size = self._storage.commit(staging, key)
         try:
@@ -255,10 +271,21 @@ class FileService:
                 size=size,
                 storage_path=key,
             )
+        except Exception:
+            existing = self._existing(file_id, folder_id) if derived else None
+            if existing is None:
+                self._storage.delete(key)
+                raise
+            return self._stored(existing)
         except BaseException:
             self._storage.delete(key)
             raise
         return self._stored(info)
+
+    def _existing(self, file_id: str, folder_id: str) -> FileInfo | None:
+        with contextlib.suppress(FoveaError):
+            return self._store.find(file_id, folder_id)
+        return None
 
     def _list(self, folder_id: str, params: wire.FileListParams) -> wire.FileList:
         infos, has_more = self._store.list_files(

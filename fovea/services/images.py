@@ -14,6 +14,7 @@ import anyio
 from anyio import to_thread
 
 from fovea.engine.types import ImageInput
+from fovea.media.data_url import check_image_url
 from fovea.media.fetch import ImageFetcher, is_remote_url
 from fovea.media.images import DecodedImage, ImageLimits, decode_image_bytes, decode_image_url
 
@@ -37,6 +38,13 @@ class ImageIntake:
         self.limits = limits
         self._limiter = anyio.CapacityLimiter(threads)
         self._fetcher = fetcher
+
+    def check(self, url: str, *, position: str) -> None:
+        """Refuse what decoding would refuse without decoding: a malformed or oversized data
+        URL (remote URLs are checked when fetched)."""
+        if self._fetcher is not None and is_remote_url(url):
+            return
+        check_image_url(url, position=position, max_bytes=self.limits.max_image_bytes)
 
     async def decode(self, wanted: ImageRequest) -> ImageInput:
         source: str | bytes = wanted.url

@@ -77,5 +77,8 @@ class ModelsService:
             status = "ok"
         # Replicas that are down do not make this gateway unready: every gateway would be
         # pulled from the load balancer, and clients would lose the clear 503 with Retry-After.
-        ready = states <= {"ready"}
+        # Nor does a model that failed to load (its files missing or corrupt): waiting will not
+        # load it, the other models serve, and its requests get a 503 naming the problem;
+        # "degraded" and the engine's error say which and why.
+        ready = states <= {"ready", "failed"}
         return HealthStatus(status=status, ready=ready, engines=engines)  # type: ignore[arg-type]

@@ -4,20 +4,38 @@
 ``FOVEA_STORAGE_DIR`` at the same shared volume (NFS, CephFS, a cloud file share): a file
 uploaded through one replica is read by the batch runner of another. Writes are staged under a
 unique ``.part`` name, fsynced and renamed into place, so a reader never sees half a file and a
-killed writer leaves only a ``.part`` (swept at start). An object store would implement the same
-interface, with ``local_path`` a cached copy (the batch runner reads lines at offsets, Parquet
-is converted from a local file).
+killed writer leaves only a ``.part``. The name carries the writer's host and pid: at start a
+replica sweeps the partials of its host's dead processes at once, any other after a day. A full
+disk is ``InsufficientStorageError`` (507), never a half-written file. An object store would
+implement the same interface, with ``local_path`` a cached copy (the batch runner reads lines
+at offsets, Parquet is converted from a local file).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import secrets
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from fovea.errors import InsufficientStorageError
+
+log = logging.getLogger(__name__)
+
 PARTIAL_SUFFIX = ".part"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_HOST = re.sub(r"[^A-Za-z0-9]", "-", socket.gethostname())[:40] or "host"
+# This process's staged writes carry its pid; one carrying the same pid but older than this
+# process is a previous process's (a container restarted as pid 1).
+_STARTED_AT = time.time()
+_WRITER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>[0-9]+)~[0-9a-f]+\.part$")
 
 
 class FileStorage(Protocol):
@@ -40,7 +58,8 @@ class FileStorage(Protocol):
         ...
 
     def sweep_partials(self, older_than_s: float) -> int:
-        """Remove staged writes untouched for ``older_than_s`` (left by killed writers)."""
+        """Remove staged writes left by killed writers: at once those of a process of this host
+        that is gone, others once untouched for ``older_than_s``."""
         ...
 
 
@@ -51,7 +70,8 @@ class DirectoryStorage:
         self.root = root
 
     def staging_path(self, key: str) -> Path:
-        path = self.root / f"{key}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        writer = f"{_HOST}~{os.getpid()}~{secrets.token_hex(4)}"
+        path = self.root / f"{key}.{writer}{PARTIAL_SUFFIX}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -72,10 +92,47 @@ class DirectoryStorage:
         removed = 0
         cutoff = time.time() - older_than_s
         for partial_file in self.root.glob(f"*/*{PARTIAL_SUFFIX}"):
-            if partial_file.stat().st_mtime < cutoff:
+            try:
+                modified = partial_file.stat().st_mtime
+            except FileNotFoundError:  # committed or removed meanwhile
+                continue
+            if modified < cutoff or _writer_gone(partial_file.name, modified):
                 partial_file.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+@contextmanager
+def full_disk_refused() -> Iterator[None]:
+    """A full disk (or quota) while writing files becomes ``InsufficientStorageError``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        log.error("the file storage is full: %s", exc)
+        raise InsufficientStorageError(
+            "The server's file storage is full: the file was not stored. Delete files you no "
+            "longer need (DELETE /v1/files/{file_id}) or ask the operator to free space, "
+            "then retry"
+        ) from exc
+
+
+def _writer_gone(name: str, modified: float) -> bool:
+    """Whether the staged write ``name`` was left by a process of this host that is gone."""
+    match = _WRITER.search(name)
+    if match is None or match["host"] != _HOST:
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return modified < _STARTED_AT
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def sync_file(sink: BinaryIO) -> None:

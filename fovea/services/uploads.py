@@ -170,7 +170,9 @@ def _decode(raw: bytes) -> str:
 
 
 def _clean_filename(name: str) -> str:
-    """The last path component, without control characters, at most 255 characters."""
-    base = PureWindowsPath(PurePosixPath(name).name).name
-    printable = "".join(ch for ch in base if ch.isprintable())
-    return printable[-MAX_FILENAME_CHARS:] or FILE_FIELD
+    """The last path component, without control or format characters (NUL, CR, LF, bidi
+    overrides), at most 255 characters; ``file`` when nothing is left, or only dots."""
+    printable = "".join(ch for ch in name if ch.isprintable())
+    base = PureWindowsPath(PurePosixPath(printable).name).name
+    base = base[-MAX_FILENAME_CHARS:]
+    return base if base.strip(". ") else FILE_FIELD

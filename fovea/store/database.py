@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,9 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from fovea.errors import DatabaseUnavailableError, FoveaError
+from fovea.errors import DatabaseUnavailableError, FoveaError, InsufficientStorageError
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 MIGRATION_WAIT_MS = 120_000  # for another process's migration to finish (SQLite)
@@ -140,7 +143,14 @@ class Database:
 
 def database_error(error: SQLAlchemyError) -> FoveaError:
     """What a client is told of a database failure: the database unreachable, or too busy to
-    answer in time, is a 503 to retry; anything else is the server's fault (a logged 500)."""
+    answer in time, is a 503 to retry; its disk full a 507 (logged: the operator must act);
+    anything else is the server's fault (a logged 500)."""
+    if _is_full(error):
+        log.error("the database's disk is full: %s", error)
+        return InsufficientStorageError(
+            "The database's disk is full: nothing was saved. Retry once the operator has freed "
+            "space on the database's volume"
+        )
     if _is_unavailable(error):
         return DatabaseUnavailableError(
             "The database is unavailable; retry shortly",
@@ -153,11 +163,22 @@ def database_error(error: SQLAlchemyError) -> FoveaError:
 # down or starting (57P01-57P03); SQLite's result codes for a database busy or locked.
 _PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03")
 _SQLITE_BUSY_OR_LOCKED = (5, 6)
+# SQLITE_FULL (also what PRAGMA max_page_count gives); PostgreSQL's disk_full.
+_SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"
 
 
 def _sqlite_busy(error: OperationalError) -> bool:
     code = getattr(error.orig, "sqlite_errorcode", None)
     return code is not None and int(code) & 0xFF in _SQLITE_BUSY_OR_LOCKED
+
+
+def _is_full(error: SQLAlchemyError) -> bool:
+    cause = error.orig if isinstance(error, DBAPIError) else None
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF == _SQLITE_FULL
+    return str(getattr(cause, "sqlstate", None)) == _PG_DISK_FULL
 
 
 def _is_unavailable(error: SQLAlchemyError) -> bool:

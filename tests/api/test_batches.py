@@ -250,8 +250,8 @@ def test_bad_batch_requests_are_400s(client: TestClient, editor: Keys) -> None:
     file_id = _upload(api, [_line("a", "hi")])
     with pytest.raises(openai.BadRequestError, match="Unsupported endpoint"):
         api.batches.create(
-            input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
-        )  # type: ignore[arg-type]
+            input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
+        )
     with pytest.raises(openai.BadRequestError, match="completion_window"):
         api.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="1h"

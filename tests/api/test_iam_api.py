@@ -283,7 +283,6 @@ def _delta(**overrides: Any) -> dict[str, Any]:
 BAD_INPUT = [
     ("POST", FOLDERS, {"name": "Bad Name"}, "Invalid folder name 'Bad Name'"),
     ("POST", FOLDERS, {}, "Invalid value for 'name': Field required"),
-    ("POST", FOLDERS, {"name": "default"}, "Folder 'default' already exists"),
     ("POST", FOLDERS, {"name": "x", "description": "d" * 300}, "longer than 256 characters"),
     ("POST", "/iam/v1/serviceAccounts", {"name": "bot"}, "'folderId': Field required"),
     (

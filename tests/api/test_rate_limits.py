@@ -88,6 +88,26 @@ def test_requests_per_minute_over_the_limit_get_429_and_lifting_it_applies(
     assert "x-ratelimit-limit-requests" not in lifted.headers
 
 
+def test_a_malformed_request_gets_its_400_while_the_folder_is_at_its_limit(
+    client: TestClient, keys: Keys, operator: CliRunner
+) -> None:
+    # A folder allowed no generation at all is at its limit for every request.
+    _quota(operator, "set", "--folder", keys.folder_id, "--concurrent", "0")
+    assert int(_until(client, keys.api_key, 429)[-1].headers["retry-after"]) >= 1
+    malformed = {
+        "messages[0].content": {"messages": [{"role": "user", "content": None}]},
+        "max_tokens": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6},
+    }
+    for param, body in malformed.items():
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "gemma-3-demo", **body},
+            headers=auth(keys.api_key),
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == param
+
+
 def test_a_limit_too_large_to_store_is_refused(keys: Keys, operator: CliRunner) -> None:
     result = operator.invoke(
         cli, ["quota", "set", "--folder", keys.folder_id, "--rpm", "3" + "0" * 9]

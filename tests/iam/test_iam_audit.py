@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
+from fovea.errors import ConflictError, FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam import BindingChange, IamService
 from fovea.store.audit import AuditStore
 from tests.iam.conftest import FakeClock
@@ -76,7 +76,7 @@ def test_bootstrap_records_only_what_it_made(iam: IamService) -> None:
 
 def test_a_refused_change_leaves_no_record(iam: IamService) -> None:
     iam.create_folder("team")
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(ConflictError):
         iam.create_folder("team")
     iam.create_service_account("team", "bot")
     changes = [BindingChange(True, "bot", "ai.viewer"), BindingChange(False, "bot", "ai.editor")]

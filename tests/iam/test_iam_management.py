@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fovea.errors import FoveaError, InvalidRequestError, NotFoundError
+from fovea.errors import ConflictError, FoveaError, InvalidRequestError, NotFoundError
 from fovea.iam import (
     ApiKeyInfo,
     Folder,
@@ -46,7 +46,7 @@ def test_results_are_plain_values_not_database_records(iam: IamService) -> None:
 
 def test_duplicate_and_invalid_names_are_refused(iam: IamService) -> None:
     iam.create_folder("research")
-    with pytest.raises(InvalidRequestError, match="already exists"):
+    with pytest.raises(ConflictError, match="already exists"):
         iam.create_folder("research")
     for bad in ["", "Research", "1st", "ends-", "x" * 64, "b1g0123456789abcdefgh"[:20]]:
         with pytest.raises(InvalidRequestError, match="Invalid folder name"):
@@ -66,7 +66,7 @@ def test_service_account_names_are_unique_per_folder(iam: IamService) -> None:
     bot_one = iam.create_service_account("one", "bot")
     bot_two = iam.create_service_account(second.id, "bot", "the other bot")
     assert isinstance(bot_one, ServiceAccount) and bot_one.folder_id == first.id
-    with pytest.raises(InvalidRequestError, match="already exists"):
+    with pytest.raises(ConflictError, match="already exists"):
         iam.create_service_account("one", "bot")
     assert iam.list_service_accounts("two") == [bot_two]
     assert len(iam.list_service_accounts()) == 2

@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 from collections.abc import Coroutine, Iterable, Iterator
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,6 +45,21 @@ EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 TRANSIENT = (429, 503)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the runner waits after failures: a failed step (the database down) and a line's
+    transient error (429, 503) wait ``base_s`` doubled per consecutive failure, up to
+    ``cap_s``; a line fails with its last error after ``max_line_attempts`` tries."""
+
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    max_line_attempts: int = 8
+
+    def delay(self, failures: int) -> float:
+        """The wait after ``failures`` consecutive failures (none: ``base_s``)."""
+        return float(min(self.cap_s, self.base_s * 2 ** max(0, failures - 1)))
+
+
 class BatchRunner:
     """One background task per replica working through every active batch, oldest first.
 
@@ -65,6 +81,7 @@ class BatchRunner:
         owner: str,
         lease_s: float = 30.0,
         poll_s: float = 1.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._store = store
         self._files = files
@@ -75,6 +92,9 @@ class BatchRunner:
         self._owner = owner
         self._lease_s = lease_s
         self._poll_s = poll_s
+        self._retry = retry or RetryPolicy(base_s=poll_s)
+        # Transient failures of lines by (batch, line): in memory, so bounded per process.
+        self._attempts: dict[tuple[str, int], int] = {}
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -82,18 +102,29 @@ class BatchRunner:
         self._wakeup.set()
 
     async def run_forever(self) -> None:
+        failures = 0
         while True:
             try:
-                await self.step()
+                is_healthy = await self.step()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("batch runner step failed; retrying")
+                is_healthy = False
+            # Failing steps (a database down) back off, up to the cap; success resets.
+            failures = 0 if is_healthy else failures + 1
+            wait_s = self._retry.delay(failures) if failures else self._poll_s
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_s)
+            await self._pause(wait_s)
 
-    async def step(self) -> None:
+    async def _pause(self, wait_s: float) -> None:
+        """Until ``wait_s`` has passed, or sooner if ``wake`` is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=wait_s)
+
+    async def step(self) -> bool:
+        """Advance every active batch once; False if one of them failed (it is retried)."""
+        is_healthy = True
         for batch in await to_thread.run_sync(self._store.active):
             try:
                 await self._advance(batch)
@@ -101,7 +132,9 @@ class BatchRunner:
                 error = {"code": "input_file_missing", "message": exc.message}
                 await to_thread.run_sync(self._store.fail, batch.id, [error])
             except Exception:  # one batch's trouble must not hold up the others
-                log.exception("batch %s: step failed; it is retried at the next poll", batch.id)
+                log.exception("batch %s: step failed; it is retried after a pause", batch.id)
+                is_healthy = False
+        return is_healthy
 
     async def _advance(self, batch: BatchInfo) -> None:
         if batch.status == "validating":
@@ -224,11 +257,19 @@ class BatchRunner:
         except OSError as exc:
             raise NotFoundError(f"The batch's input file can no longer be read: {exc}") from exc
         result = await self._answer(batch, raw, ref)
-        if result is None:  # transient: the line is given back and tried again later
-            await asyncio.sleep(self._poll_s)
-            release = partial(self._store.release_lines, batch.id, self._owner, [ref.line_number])
-            await to_thread.run_sync(release)
-            return
+        attempt = (batch.id, ref.line_number)
+        if result.status == "retry":
+            failures = self._attempts[attempt] = self._attempts.get(attempt, 0) + 1
+            if failures < self._retry.max_line_attempts:
+                # Given back after a pause that doubles with each try, and tried again.
+                await asyncio.sleep(self._retry.delay(failures))
+                release = partial(
+                    self._store.release_lines, batch.id, self._owner, [ref.line_number]
+                )
+                await to_thread.run_sync(release)
+                return
+            result = replace(result, status="failed")  # out of tries: its last error stands
+        self._attempts.pop(attempt, None)
         if not await to_thread.run_sync(self._store.record, batch.id, result):
             log.info(
                 "batch %s: line %d was answered by another replica first (this replica's lease "
@@ -237,7 +278,8 @@ class BatchRunner:
                 ref.line_number,
             )
 
-    async def _answer(self, batch: BatchInfo, raw: bytes, ref: LineRef) -> LineResult | None:
+    async def _answer(self, batch: BatchInfo, raw: bytes, ref: LineRef) -> LineResult:
+        """The line's result: completed, failed, or (a transient error) status ``retry``."""
         request_id = f"req_{secrets.token_hex(12)}"
         try:
             body = _request_body(batch, raw, ref.line_number)
@@ -254,9 +296,8 @@ class BatchRunner:
             message = f"Line {ref.line_number}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
             return _failed(ref, request_id, 400, InvalidRequestError(message).to_body())
         except FoveaError as exc:
-            if exc.status_code in TRANSIENT:
-                return None
-            return _failed(ref, request_id, exc.status_code, exc.to_body())
+            failed = _failed(ref, request_id, exc.status_code, exc.to_body())
+            return replace(failed, status="retry") if exc.status_code in TRANSIENT else failed
         response = {"status_code": 200, "request_id": request_id, "body": completion.model_dump()}
         return LineResult(ref.line_number, ref.custom_id, "completed", response, None)
 
@@ -288,6 +329,7 @@ class BatchRunner:
         batch's, so a replica that takes over after another died mid-way writes the same two
         files, never a second copy."""
         path = await self._input_path(batch)
+        self._attempts = {key: n for key, n in self._attempts.items() if key[0] != batch.id}
         output_id, error_id = await to_thread.run_sync(self._write_files, batch, path)
         finish = partial(
             self._store.transition,

@@ -27,7 +27,7 @@ from fovea.services.background import BackgroundTasks
 from fovea.services.datasets.signing import UrlSigner
 from fovea.services.datasets.validation import TASK_TYPES, UPLOAD_FORMATS, validate_file
 from fovea.services.files import FileService
-from fovea.services.storage import PARTIAL_SUFFIX, sync_file
+from fovea.services.storage import PARTIAL_SUFFIX, full_disk_refused, sync_file
 from fovea.store.datasets import DatasetInfo, DatasetStatus, DatasetStore, not_found
 from fovea.store.operations import OperationInfo, OperationKind, OperationStore
 
@@ -188,7 +188,8 @@ class DatasetService:
         info = await to_thread.run_sync(self._store.get, dataset_id, None)
         file_id, staging = await to_thread.run_sync(self._files.staging, info.folder_id)
         try:
-            etag = await self._write(staging, body)
+            with full_disk_refused():
+                etag = await self._write(staging, body)
             await self._adopt(info, file_id, staging)
         except BaseException:
             with CancelScope(shield=True):
@@ -210,7 +211,8 @@ class DatasetService:
         target = self._part_path(info, number)
         staging = target.with_name(f"{target.name}.{id(body)}{PARTIAL_SUFFIX}")
         try:
-            etag = await self._write(staging, body)
+            with full_disk_refused():
+                etag = await self._write(staging, body)
             await to_thread.run_sync(staging.replace, target)
         except BaseException:
             with CancelScope(shield=True):
@@ -231,7 +233,8 @@ class DatasetService:
         file_id, staging = await to_thread.run_sync(self._files.staging, info.folder_id)
         paths = [self._part_path(info, number) for number, _ in ordered]
         try:
-            await to_thread.run_sync(_join, paths, [etag for _, etag in ordered], staging)
+            with full_disk_refused():
+                await to_thread.run_sync(_join, paths, [etag for _, etag in ordered], staging)
             await self._adopt(info, file_id, staging)
         except BaseException:
             with CancelScope(shield=True):
