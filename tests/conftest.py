@@ -59,6 +59,15 @@ name = "text-only"
 [deployments.branches.latest]
 model = "fake/text.gguf"
 """
+# An embedding deployment on the scripted embedder (tests.fakes.scripted_engine).
+EMBEDDING_DEPLOYMENT = """
+[[deployments]]
+name = "text-search-doc"
+kind = "embedding"
+context_length = 64
+[deployments.branches.latest]
+model = "fake/embed.gguf"
+"""
 
 
 @pytest.fixture

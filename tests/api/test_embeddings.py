@@ -24,19 +24,13 @@ from fovea.cli.main import app as cli
 from fovea.settings import Settings
 from fovea.store.quotas import Quota, QuotaStore
 from tests.batch_files import batch_rows, finished_batch, upload_lines
-from tests.conftest import FAKE_CATALOG, Keys, auth, make_keys
+from tests.conftest import EMBEDDING_DEPLOYMENT, FAKE_CATALOG, Keys, auth, make_keys
 from tests.fakes import ScriptedEmbedder, scripted_engine
 
 CATALOG = (
     FAKE_CATALOG
+    + EMBEDDING_DEPLOYMENT
     + """
-[[deployments]]
-name = "text-search-doc"
-kind = "embedding"
-context_length = 64
-[deployments.branches.latest]
-model = "fake/embed.gguf"
-
 [[deployments]]
 name = "matryoshka"
 kind = "embedding"

@@ -28,7 +28,7 @@ from schemathesis.python import asgi
 from fovea.app import create_app
 from fovea.protocol.embeddings import EmbeddingRequest
 from fovea.settings import Settings
-from tests.conftest import FAKE_CATALOG, Keys, auth, make_keys
+from tests.conftest import EMBEDDING_DEPLOYMENT, FAKE_CATALOG, Keys, auth, make_keys
 from tests.fakes import ScriptedEngine, scripted_engine
 
 # Small and seeded: the same requests on every run, the whole file in about a minute on 2 cores.
@@ -62,17 +62,7 @@ DOCUMENTED_REFUSALS = {
     "context_length_exceeded",  # over the model's context_length
     "expires_at",  # an API key's expiry: in the future
 }
-CATALOG = (
-    FAKE_CATALOG
-    + """
-[[deployments]]
-name = "text-search-doc"
-kind = "embedding"
-context_length = 64
-[deployments.branches.latest]
-model = "fake/embed.gguf"
-"""
-)
+CATALOG = FAKE_CATALOG + EMBEDDING_DEPLOYMENT
 
 
 @dataclass
