@@ -33,7 +33,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _is_in_head = False
     _is_head_too_large = False
     _head_bytes = 0  # the target, names and values parsed so far
-    _raw_head_bytes = 0  # bytes received while wholly inside the head (a header not yet parsed)
+    _raw_head_bytes = 0  # bytes received since the head began (a header not yet parsed)
+    _chunk_body_bytes = 0  # bytes of an earlier request's body in the chunk being parsed
     _num_headers = 0
     _lingered_bytes = -1  # from 0 once a 431 is sent: the bytes dropped since
 
@@ -43,12 +44,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._lingered_bytes > LINGER_BYTES:
                 self.transport.close()
             return
-        was_in_head = self._is_in_head
+        self._chunk_body_bytes = 0
         super().data_received(data)
-        if not (was_in_head and self._is_in_head) or self.transport.is_closing():
+        if not self._is_in_head or self.transport.is_closing():
             return
-        # httptools keeps an unfinished header to itself: count what arrives while it grows.
-        self._raw_head_bytes += len(data)
+        # httptools keeps an unfinished header to itself: count what arrives while it grows,
+        # from the chunk the head began in (less an earlier request's body in that chunk: a
+        # client's writes may arrive as one read however they were sent).
+        self._raw_head_bytes += len(data) - self._chunk_body_bytes
         if self._raw_head_bytes > MAX_HEAD_BYTES:
             self._is_head_too_large = True
             self.logger.warning("Request head over %d bytes refused (431).", MAX_HEAD_BYTES)
@@ -67,6 +70,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._num_headers += 1
         self._count(len(name) + len(value))
         super().on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        self._chunk_body_bytes += len(body)
+        super().on_body(body)
 
     def on_headers_complete(self) -> None:
         self._is_in_head = False

@@ -144,6 +144,15 @@ def test_a_head_dripped_in_small_writes_is_refused_at_the_limit(server: Server) 
     assert server.is_serving()
 
 
+def test_an_unfinished_head_over_the_limit_in_one_write_is_refused(server: Server) -> None:
+    # The head's first bytes and the overflow arrive together: one read holds them all.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1))
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert server.is_serving()
+
+
 def test_heads_under_the_limits_and_large_bodies_are_served(server: Server) -> None:
     auth = f"Authorization: Bearer {server.api_key}\n"
     near_limit = _headers(MAX_HEADERS - 10, MAX_HEAD_BYTES // (2 * MAX_HEADERS))
