@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,19 +33,44 @@ def start_process(
     timeout_s: float = 120.0,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` with its output in ``log``; return once ``ready_url`` answers 200."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            list(command),
-            env=dict(env if env is not None else os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(ready_url, process, log, timeout_s)
-    except BaseException:
-        stop_process(process)
-        raise
+    [process] = start_processes([Start(command, ready_url, log, env)], timeout_s=timeout_s)
     return process
+
+
+@dataclass(frozen=True)
+class Start:
+    """A process to start: its command, the URL that answers 200 once it is ready, its log."""
+
+    command: Sequence[str]
+    ready_url: str
+    log: Path
+    env: Mapping[str, str] | None = None
+
+
+def start_processes(
+    starts: Sequence[Start], *, timeout_s: float = 120.0
+) -> list[subprocess.Popen[bytes]]:
+    """Start every process at once, so their start-ups overlap; return once all are ready
+    (if one fails, all are stopped)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for start in starts:
+            with start.log.open("ab") as out:
+                processes.append(
+                    subprocess.Popen(
+                        list(start.command),
+                        env=dict(start.env if start.env is not None else os.environ),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        for start, process in zip(starts, processes, strict=True):
+            wait_ready(start.ready_url, process, start.log, timeout_s)
+    except BaseException:
+        for process in processes:
+            stop_process(process)
+        raise
+    return processes
 
 
 def wait_ready(

@@ -26,9 +26,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.contract.test_batch_crash import LINES, _answers, _input, _wait
+from tests.contract.test_batch_crash import (
+    LINES,
+    _answers,
+    _input,
+    _wait,
+    same_as_without_a_crash,
+)
 from tests.contract.test_reference_client import ROOT
-from tests.processes import free_port, start_process, stop_process, wait_for
+from tests.processes import Start, free_port, start_processes, stop_process, wait_for
 
 LEASE_S = 3  # the batch runner's leases: a killed replica's lines move on after this
 CONCURRENT = 10  # the server's default limit of concurrent generations per folder
@@ -82,25 +88,30 @@ def cluster(
     _, _, admin = keys.iam.bootstrap("default", "admin", admin=True)
     keys.database.dispose()
     replicas: list[Replica] = []
-    try:
-        for name in ("a", "b"):
-            home = tmp_path / name
-            (home / "models").mkdir(parents=True)
-            (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
-            catalog = (ROOT / "fovea" / "default_models.toml").read_text()
-            # Slots for the five streams each replica holds open at once.
-            catalog = catalog.replace(
-                'chat_template = "gemma3"', 'chat_template = "gemma3"\nparallel = 6'
-            )
-            (home / "models.toml").write_text(catalog)
-            port = free_port()
-            process = start_process(
+    starts, urls = [], []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        (home / "models").mkdir(parents=True)
+        (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+        catalog = (ROOT / "fovea" / "default_models.toml").read_text()
+        # Slots for the five streams each replica holds open at once.
+        catalog = catalog.replace(
+            'chat_template = "gemma3"', 'chat_template = "gemma3"\nparallel = 6'
+        )
+        (home / "models.toml").write_text(catalog)
+        port = free_port()
+        starts.append(
+            Start(
                 [sys.executable, "-m", "fovea.cli.main", "serve"],
                 ready_url=f"http://127.0.0.1:{port}/readyz",
                 log=home / "server.log",
                 env={**env, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port)},
             )
-            replicas.append(Replica(process, f"http://127.0.0.1:{port}"))
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        processes = start_processes(starts)
+        replicas = [Replica(process, url) for process, url in zip(processes, urls, strict=True)]
         yield Cluster(replicas, keys.folder_id, keys.api_key, admin.secret)
     finally:
         for replica in replicas:
@@ -256,10 +267,8 @@ def test_a_batch_is_shared_by_both_replicas_and_survives_one_being_killed(
         f"req-{i}" for i in range(LINES)
     )  # each exactly once
 
-    clean = api_b.batches.create(
-        input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
-    )
-    assert dict(answers) == dict(_answers(api_b, _wait(api_b, clean.id)))
+    after, clean = same_as_without_a_crash(api_b, answers)
+    assert after == clean
     outputs = [f for f in api_b.files.list(purpose="batch_output") if batch.id in f.filename]
     assert [f.filename for f in outputs] == [f"{batch.id}_output.jsonl"]  # written once
 

@@ -31,7 +31,7 @@ def test_a_grpc_started_batch_survives_sigkill(tmp_path: Path, demo_model: DemoM
         rows = [image_row(f"Describe picture {n} in detail.", (n * 30, 90, 200)) for n in range(8)]
         dataset = upload(node, write_rows(tmp_path / "rows.jsonl", rows))
         model = (
-            node.sdk().models.completions("gemma-3-demo").configure(temperature=0, max_tokens=40)
+            node.sdk().models.completions("gemma-3-demo").configure(temperature=0, max_tokens=20)
         )
         task_id = model.batch.run_deferred(dataset).id
 

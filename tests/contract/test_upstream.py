@@ -24,9 +24,11 @@ from fovea.modelgen.demo import DemoModelFiles, templated_text_model
 from fovea.settings import Settings
 from tests.conftest import make_keys
 from tests.processes import (
+    Start,
     free_port,
     llama_cpp_server_command,
     start_process,
+    start_processes,
     stop_process,
     wait_for,
     without_host_port,
@@ -94,13 +96,12 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def start_spec(self) -> Start:
+        return Start(self.command, f"{self.url}/models", self.log, without_host_port(os.environ))
+
     def start(self) -> None:
-        self.process = start_process(
-            self.command,
-            ready_url=f"{self.url}/models",
-            log=self.log,
-            env=without_host_port(os.environ),
-        )
+        [self.process] = start_processes([self.start_spec])
 
     def kill(self) -> None:
         assert self.process is not None
@@ -164,8 +165,9 @@ def gateway(
     }
     server = None
     try:
-        for replica in replicas:
-            replica.start()
+        started = start_processes([replica.start_spec for replica in replicas])
+        for replica, process in zip(replicas, started, strict=True):
+            replica.process = process
         server = start_process(
             [sys.executable, "-m", "fovea.cli.main", "serve"],
             ready_url=f"http://127.0.0.1:{port}/readyz",

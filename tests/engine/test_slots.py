@@ -214,7 +214,7 @@ def test_batch_lines_leave_a_slot_for_interactive_requests(engine: LlamaCppEngin
         finished.append(name)
 
     async def scenario() -> None:
-        lines = [asyncio.create_task(go(f"line{i}", Priority.BATCH, 150)) for i in range(6)]
+        lines = [asyncio.create_task(go(f"line{i}", Priority.BATCH, 60)) for i in range(6)]
         # Three lines run; the other three wait although a slot is free.
         while sorted(s.priority or "free" for s in engine.stats.slots) != [
             "batch",
