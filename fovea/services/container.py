@@ -196,6 +196,7 @@ def build_services(
     )
     files = FileService(FileStore(database), access, DirectoryStorage(settings.storage_dir))
     files.remove_stale_partials()
+    files.remove_orphans()
     responses = ResponsesService(
         chat=chat,
         store=ResponseStore(database),

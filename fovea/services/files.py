@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import mimetypes
+import re
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -31,10 +33,19 @@ from fovea.services.storage import FileStorage, full_disk_refused, sync_file
 from fovea.services.uploads import FILE_FIELD, MultipartUpload, receive_upload
 from fovea.store.files import FileInfo, FileStore, not_found
 
+log = logging.getLogger(__name__)
+
 FILE_ID_PREFIX = "file-"
 PARQUET_SUFFIX = ".parquet"
 READ_BYTES = 256 * 1024
 STALE_PARTIAL_S = 24 * 3600
+# Bytes with no row this long after their last write were left by a writer killed between
+# putting them in place and committing the row (milliseconds apart): any replica may sweep them.
+ORPHAN_S = 3600
+_FILE_KEY = re.compile(
+    rf"^[^/]+/(?P<id>{FILE_ID_PREFIX}[0-9a-f]+)(?:{re.escape(PARQUET_SUFFIX)})?$"
+)
+_ORPHAN_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,12 @@ class FileContent:
 
 def new_file_id() -> str:
     return FILE_ID_PREFIX + secrets.token_hex(12)
+
+
+def _file_id_of(key: str) -> str:
+    match = _FILE_KEY.match(key)
+    assert match is not None
+    return match["id"]
 
 
 def derived_file_id(name: str) -> str:
@@ -225,6 +242,22 @@ class FileService:
     def remove_stale_partials(self, older_than_s: float = STALE_PARTIAL_S) -> int:
         """Delete staged writes untouched for ``older_than_s`` (left by killed writers)."""
         return self._storage.sweep_partials(older_than_s)
+
+    def remove_orphans(self, untouched_for_s: float = ORPHAN_S) -> int:
+        """Delete files' bytes (and their Parquet copies) that no row names, untouched for
+        ``untouched_for_s``: a writer was killed between putting them in place and its row."""
+        removed = 0
+        keys = [k for k in self._storage.keys_untouched_for(untouched_for_s) if _FILE_KEY.match(k)]
+        for start in range(0, len(keys), _ORPHAN_PAGE):
+            page = keys[start : start + _ORPHAN_PAGE]
+            ids = sorted({_file_id_of(key) for key in page})
+            named = self._store.storage_paths(ids)
+            for key in page:
+                if key.removesuffix(PARQUET_SUFFIX) not in named:
+                    log.warning("removing %s: no file names these bytes", key)
+                    self._storage.delete(key)
+                    removed += 1
+        return removed
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -62,6 +62,10 @@ class FileStorage(Protocol):
         that is gone, others once untouched for ``older_than_s``."""
         ...
 
+    def keys_untouched_for(self, seconds: float) -> Iterator[str]:
+        """The keys of committed bytes not written for ``seconds`` (staged writes left out)."""
+        ...
+
 
 class DirectoryStorage:
     """``FileStorage`` in a directory (local, or a volume every replica mounts)."""
@@ -70,8 +74,7 @@ class DirectoryStorage:
         self.root = root
 
     def staging_path(self, key: str) -> Path:
-        writer = f"{_HOST}~{os.getpid()}~{secrets.token_hex(4)}"
-        path = self.root / f"{key}.{writer}{PARTIAL_SUFFIX}"
+        path = partial_path(self.root / key)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -100,6 +103,24 @@ class DirectoryStorage:
                 partial_file.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def keys_untouched_for(self, seconds: float) -> Iterator[str]:
+        cutoff = time.time() - seconds
+        for path in self.root.glob("*/*"):
+            if path.name.startswith(".") or path.name.endswith(PARTIAL_SUFFIX):
+                continue
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    yield f"{path.parent.name}/{path.name}"
+            except FileNotFoundError:  # removed meanwhile
+                continue
+
+
+def partial_path(path: Path) -> Path:
+    """A new name beside ``path`` to stage its bytes under (named after this process, so that a
+    killed writer's partial is found and swept)."""
+    writer = f"{_HOST}~{os.getpid()}~{secrets.token_hex(4)}"
+    return path.with_name(f"{path.name}.{writer}{PARTIAL_SUFFIX}")
 
 
 @contextmanager

@@ -3,6 +3,7 @@ to the files root; the bytes themselves are ``FileService``'s). Synchronous: cal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -105,6 +106,14 @@ class FileStore:
                 query = query.where(_after(session, folder_id, after, order))
             records = session.scalars(query.order_by(*ordering).limit(limit + 1)).all()
             return [_info(record) for record in records[:limit]], len(records) > limit
+
+    def storage_paths(self, file_ids: Sequence[str]) -> set[str]:
+        """Where the bytes of those of ``file_ids`` that have a row are."""
+        if not file_ids:
+            return set()
+        query = select(FileRecord.storage_path).where(FileRecord.id.in_(file_ids))
+        with transaction(self._database) as session:
+            return set(session.scalars(query))
 
     def delete(self, file_id: str, folder_id: str) -> str:
         """Delete the row; returns where its bytes are. ``NotFoundError`` if absent or elsewhere."""

@@ -18,12 +18,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fovea.errors import InvalidRequestError
+from fovea.services.storage import partial_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -168,7 +168,7 @@ def write_parquet(rows: Iterable[dict[str, Any]], path: Path) -> None:
     not written. Rows are written in batches, so an iterator is never held in memory whole.
     Raises ``InvalidRequestError`` when a later row has an optional column the first batch lacked.
     """
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary = partial_path(path)
     try:
         _write_batches(_batches(iter(rows)), temporary)
         os.replace(temporary, path)
