@@ -72,6 +72,7 @@ class LineRef:
     custom_id: str | None
     offset: int
     length: int
+    tries: int = 0  # transient failures so far
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ class BatchStore:
                 BatchLineRecord.custom_id,
                 BatchLineRecord.offset,
                 BatchLineRecord.length,
+                BatchLineRecord.tries,
             )
             .execution_options(synchronize_session=False)
         )
@@ -281,6 +283,22 @@ class BatchStore:
     def release_lines(self, batch_id: str, owner: str, line_numbers: Sequence[int]) -> None:
         """Give leases back: the lines are free for any replica at once."""
         self._set_leases(batch_id, owner, line_numbers, None, None)
+
+    def retry_line(self, batch_id: str, owner: str, line_number: int, delay_s: float) -> None:
+        """Give a line back after a transient failure, counted in its ``tries``: free for any
+        replica once ``delay_s`` has passed (a lease nobody holds, until then)."""
+        until = self._clock() + timedelta(seconds=delay_s)
+        with transaction(self._database) as session:
+            session.execute(
+                update(BatchLineRecord)
+                .where(
+                    BatchLineRecord.batch_id == batch_id,
+                    BatchLineRecord.line_number == line_number,
+                    BatchLineRecord.lease_owner == owner,
+                    BatchLineRecord.status == "pending",
+                )
+                .values(lease_owner=None, lease_expires_at=until, tries=BatchLineRecord.tries + 1)
+            )
 
     def _set_leases(
         self,

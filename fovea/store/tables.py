@@ -208,6 +208,9 @@ class BatchLineRecord(Base):
     # The replica answering the line, until when: an expired lease makes it free again.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    # Answers that were a transient error (429, 503), given back to be tried again: bounded,
+    # and kept here so that neither a restart nor another replica starts the count over.
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DatasetRecord(Base):

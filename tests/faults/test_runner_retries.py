@@ -181,3 +181,37 @@ async def test_a_line_that_keeps_failing_fails_with_its_last_error(tmp_path: Pat
     assert stuck.response["status_code"] == 503
     assert stuck.response["body"]["error"]["message"] == "Model demo is still loading (try 4)"
     database.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_restart_does_not_start_a_lines_tries_over(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'fovea.db'}")
+    database.migrate()
+    retry = RetryPolicy(base_s=POLL_S, cap_s=2 * POLL_S, max_line_attempts=4)
+    before = FlakyChat({"stuck": -1})
+    runner = _runner(database, tmp_path / "files", before, retry)
+    batch = _batch(database, runner, ["stuck"])
+
+    task = asyncio.create_task(runner.run_forever())
+    try:
+        for _ in range(20_000):  # a generous bound on polls, not a timing
+            if before.calls.get("stuck", 0) >= 2:
+                break
+            await asyncio.sleep(POLL_S)
+    finally:
+        task.cancel()  # the replica stops; another (or the same, restarted) goes on
+        await asyncio.gather(task, return_exceptions=True)
+
+    after = FlakyChat({"stuck": -1})
+    restarted = _runner(database, tmp_path / "files", after, retry)
+    task = asyncio.create_task(restarted.run_forever())
+    try:
+        finished = await _until_finished(database, batch.id)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert (finished.completed, finished.failed) == (0, 1)
+    # The bound holds across both; a try the stop interrupted, before it was written down, may
+    # go uncounted (a count kept per process would have allowed 4 more after the restart).
+    assert before.calls["stuck"] + after.calls["stuck"] in (4, 5)
+    database.dispose()

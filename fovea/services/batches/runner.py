@@ -93,8 +93,6 @@ class BatchRunner:
         self._lease_s = lease_s
         self._poll_s = poll_s
         self._retry = retry or RetryPolicy(base_s=poll_s)
-        # Transient failures of lines by (batch, line): in memory, so bounded per process.
-        self._attempts: dict[tuple[str, int], int] = {}
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -257,19 +255,18 @@ class BatchRunner:
         except OSError as exc:
             raise NotFoundError(f"The batch's input file can no longer be read: {exc}") from exc
         result = await self._answer(batch, raw, ref)
-        attempt = (batch.id, ref.line_number)
         if result.status == "retry":
-            failures = self._attempts[attempt] = self._attempts.get(attempt, 0) + 1
+            failures = ref.tries + 1  # counted in the database: any replica, any restart
             if failures < self._retry.max_line_attempts:
-                # Given back after a pause that doubles with each try, and tried again.
-                await asyncio.sleep(self._retry.delay(failures))
-                release = partial(
-                    self._store.release_lines, batch.id, self._owner, [ref.line_number]
+                # Given back, to be tried again (by any replica) after a pause that doubles
+                # with each try; this replica's slot goes on to other lines meanwhile.
+                delay_s = self._retry.delay(failures)
+                retry = partial(
+                    self._store.retry_line, batch.id, self._owner, ref.line_number, delay_s
                 )
-                await to_thread.run_sync(release)
+                await to_thread.run_sync(retry)
                 return
             result = replace(result, status="failed")  # out of tries: its last error stands
-        self._attempts.pop(attempt, None)
         if not await to_thread.run_sync(self._store.record, batch.id, result):
             log.info(
                 "batch %s: line %d was answered by another replica first (this replica's lease "
@@ -329,7 +326,6 @@ class BatchRunner:
         batch's, so a replica that takes over after another died mid-way writes the same two
         files, never a second copy."""
         path = await self._input_path(batch)
-        self._attempts = {key: n for key, n in self._attempts.items() if key[0] != batch.id}
         output_id, error_id = await to_thread.run_sync(self._write_files, batch, path)
         finish = partial(
             self._store.transition,
