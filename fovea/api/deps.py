@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
@@ -70,7 +70,25 @@ def authorization_of(request: Request) -> str | None:
     return values[0] if values else None
 
 
-async def get_header_folder(request: Request) -> str | None:
+async def get_header_folder(
+    request: Request,
+    openai_project: Annotated[
+        str | None,
+        Header(
+            alias="OpenAI-Project",
+            description="The folder to act in (OpenAI's project header); the key's folder "
+            "if absent. It must be the key's folder or one its account has a role on.",
+        ),
+    ] = None,
+    x_folder_id: Annotated[
+        str | None,
+        Header(
+            alias="x-folder-id",
+            description="The folder to act in (the cloud's header); the same as OpenAI-Project "
+            "if both are sent, or a 400.",
+        ),
+    ] = None,
+) -> str | None:
     return header_folder_of(request)
 
 

@@ -209,6 +209,16 @@ def test_an_upload_body_is_documented(client: TestClient) -> None:
     assert body["multipart/form-data"]["schema"]["required"] == ["file", "purpose"]
 
 
+def test_the_folder_headers_are_documented_where_they_are_read(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path, method in [("/v1/chat/completions", "post"), ("/v1/files", "get")]:
+        parameters = document["paths"][path][method]["parameters"]
+        headers = {p["name"] for p in parameters if p["in"] == "header"}
+        assert {"OpenAI-Project", "x-folder-id"} <= headers, path
+    health = document["paths"]["/healthz"]["get"].get("parameters", [])
+    assert [p for p in health if p["in"] == "header"] == []
+
+
 def test_token_ids_written_as_integral_floats_are_token_ids() -> None:
     # JSON (and the document's "integer") reads 7.0 as 7; the check used to refuse it.
     request = EmbeddingRequest.model_validate_json('{"model": "m", "input": [[7.0, 8]]}')
