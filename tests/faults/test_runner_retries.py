@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -122,6 +123,17 @@ async def _until_finished(database: Database, batch_id: str) -> BatchInfo:
     raise AssertionError("the batch never finished")
 
 
+@asynccontextmanager
+async def running(runner: BatchRunner) -> AsyncIterator[None]:
+    """The runner at work in the background while the block runs, then stopped."""
+    task = asyncio.create_task(runner.run_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @pytest.fixture
 def outage_server() -> Iterator[RestartableServer]:
     server = start_server()
@@ -142,19 +154,19 @@ async def test_a_database_outage_backs_off_and_the_batch_resumes(
     batch = _batch(database, runner, ["a", "b", "c"])
 
     outage_server.halt()
-    task = asyncio.create_task(runner.run_forever())
     try:
-        while len(runner.pauses) < 6:
-            await asyncio.sleep(POLL_S)
-        assert runner.pauses[:6] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, then capped
+        async with running(runner):
+            for _ in range(20_000):  # a generous bound on polls, not a timing
+                if len(runner.pauses) >= 6:
+                    break
+                await asyncio.sleep(POLL_S)
+            assert runner.pauses[:6] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # doubling, then capped
 
-        outage_server.resume()
-        finished = await _until_finished(database, batch.id)
-        assert (finished.status, finished.completed) == ("completed", 3)
-        assert runner.pauses[-1] == POLL_S  # healthy again: back to polling
+            outage_server.resume()
+            finished = await _until_finished(database, batch.id)
+            assert (finished.status, finished.completed) == ("completed", 3)
+            assert runner.pauses[-1] == POLL_S  # healthy again: back to polling
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         database.dispose()
 
 
@@ -167,12 +179,8 @@ async def test_a_line_that_keeps_failing_fails_with_its_last_error(tmp_path: Pat
     runner = _runner(database, tmp_path / "files", chat, retry)
     batch = _batch(database, runner, ["stuck", "flaky", "fine"])
 
-    task = asyncio.create_task(runner.run_forever())
-    try:
+    async with running(runner):
         finished = await _until_finished(database, batch.id)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert (finished.status, finished.completed, finished.failed) == ("completed", 2, 1)
     assert chat.calls == {"stuck": 4, "flaky": 3, "fine": 1}  # bounded, and retried until it works
     [stuck] = BatchStore(database).failed_lines(batch.id, limit=10)
@@ -192,24 +200,15 @@ async def test_a_restart_does_not_start_a_lines_tries_over(tmp_path: Path) -> No
     runner = _runner(database, tmp_path / "files", before, retry)
     batch = _batch(database, runner, ["stuck"])
 
-    task = asyncio.create_task(runner.run_forever())
-    try:
+    async with running(runner):  # then the replica stops; another (or it, restarted) goes on
         for _ in range(20_000):  # a generous bound on polls, not a timing
             if before.calls.get("stuck", 0) >= 2:
                 break
             await asyncio.sleep(POLL_S)
-    finally:
-        task.cancel()  # the replica stops; another (or the same, restarted) goes on
-        await asyncio.gather(task, return_exceptions=True)
 
     after = FlakyChat({"stuck": -1})
-    restarted = _runner(database, tmp_path / "files", after, retry)
-    task = asyncio.create_task(restarted.run_forever())
-    try:
+    async with running(_runner(database, tmp_path / "files", after, retry)):
         finished = await _until_finished(database, batch.id)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert (finished.completed, finished.failed) == (0, 1)
     # The bound holds across both; a try the stop interrupted, before it was written down, may
     # go uncounted (a count kept per process would have allowed 4 more after the restart).
