@@ -73,6 +73,25 @@ def start_processes(
     return processes
 
 
+def fovea_start(home: Path, port: int, *, log: Path | None = None, **env: str) -> Start:
+    """``fovea serve`` on ``home`` (whose models.toml is its catalog) and ``port``, with
+    ``env`` added; ready once ``/readyz`` answers, its output in ``log`` (home/server.log)."""
+    return Start(
+        [sys.executable, "-m", "fovea.cli.main", "serve"],
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        log=log or home / "server.log",
+        env={**os.environ, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port), **env},
+    )
+
+
+def start_fovea(
+    home: Path, port: int, *, log: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
+    """Start ``fovea_start(...)`` and return once it is ready."""
+    [process] = start_processes([fovea_start(home, port, log=log, **env)])
+    return process
+
+
 def wait_ready(
     url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120.0
 ) -> None:

@@ -21,7 +21,7 @@ from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import Keys, make_keys
 from tests.contract.test_reference_client import IMAGES, ROOT
-from tests.processes import free_port, start_process
+from tests.processes import free_port, start_fovea
 
 LINES = 200
 # The run without a crash answers these lines: every fifth, every picture line among them.
@@ -41,12 +41,7 @@ def _editor_home(tmp_path: Path, demo_model: DemoModelFiles) -> tuple[Path, Keys
 
 
 def _start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    return start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-        log=log,
-        env={**os.environ, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port)},
-    )
+    return start_fovea(home, port, log=log)
 
 
 def _input(every: int = 1) -> bytes:

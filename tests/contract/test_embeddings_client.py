@@ -9,8 +9,6 @@ allowed.
 from __future__ import annotations
 
 import base64
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from yandex_ai_studio_sdk import AIStudio
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
+from tests.processes import free_port, start_fovea, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRA_DEPLOYMENT = """
@@ -72,20 +70,8 @@ def server(
     other = keys.iam.create_folder("other")
     keys.database.dispose()
     port = free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(catalog),
-        "FOVEA_PORT": str(port),
-        "FOVEA_PRELOAD_MODELS": "false",
-    }
     base = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{base}/readyz",
-        log=home / "server.log",
-        env=env,
-    )
+    process = start_fovea(home, port, FOVEA_CATALOG=str(catalog), FOVEA_PRELOAD_MODELS="false")
     try:
         yield Server(f"{base}/v1", keys.folder_id, keys.api_key, other.id)
     finally:

@@ -7,8 +7,6 @@ The server runs the real demo model (Gemma 3 270M + random projector) under two 
 from __future__ import annotations
 
 import base64
-import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import pytest
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
+from tests.processes import free_port, start_fovea, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
@@ -63,20 +61,9 @@ def server(
     keys = make_keys(Settings(home=home))
     keys.database.dispose()
     port = free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(catalog),
-        "FOVEA_PORT": str(port),
-    }
     log = home / "server.log"
     base = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{base}/readyz",
-        log=log,
-        env=env,
-    )
+    process = start_fovea(home, port, FOVEA_CATALOG=str(catalog))
     try:
         yield Server(f"{base}/v1", keys.folder_id, keys.api_key, log)
     finally:

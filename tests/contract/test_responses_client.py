@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from fovea.store.database import Database
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
+from tests.processes import free_port, start_fovea, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
@@ -47,14 +45,8 @@ def server(
     other_key = _other_folders_key(keys.database)
     keys.database.dispose()
     port = free_port()
-    env = {**os.environ, "FOVEA_HOME": str(home), "FOVEA_PORT": str(port)}
     base = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{base}/readyz",
-        log=home / "server.log",
-        env=env,
-    )
+    process = start_fovea(home, port)
     try:
         yield Server(f"{base}/v1", keys.api_key, other_key)
     finally:

@@ -4,8 +4,6 @@ forwards to node B with a service key of B's, and a client leaving A stops B's e
 from __future__ import annotations
 
 import base64
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process, wait_for
+from tests.processes import free_port, start_fovea, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -63,20 +61,9 @@ def _serve(home: Path, catalog: str, extra_env: dict[str, str]) -> tuple[str, ob
     keys = make_keys(Settings(home=home))
     keys.database.dispose()
     port = free_port()
-    env = {
-        **os.environ,
-        **extra_env,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(home / "models.toml"),
-        "FOVEA_PORT": str(port),
-    }
     root = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{root}/readyz",
-        log=home / "fovea.log",
-        env=env,
-    )
+    catalog = str(home / "models.toml")
+    process = start_fovea(home, port, log=home / "fovea.log", FOVEA_CATALOG=catalog, **extra_env)
     return root, process, keys.api_key
 
 

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import os
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from fovea.store.quotas import Quota, QuotaStore
 from tests.conftest import Keys, make_keys
-from tests.processes import free_port, start_process, stop_process, wait_for
+from tests.processes import free_port, start_fovea, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -101,20 +100,9 @@ def server(
     )
     keys = make_keys(Settings(home=home))
     port = free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(catalog),
-        "FOVEA_PORT": str(port),
-        "FOVEA_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-        "FOVEA_LOG_LEVEL": "warning",
-    }
     base = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{base}/readyz",
-        log=home / "server.log",
-        env=env,
+    process = start_fovea(
+        home, port, FOVEA_MAX_IMAGE_BYTES=str(MAX_IMAGE_BYTES), FOVEA_LOG_LEVEL="warning"
     )
     try:
         yield Server(f"{base}/v1/chat/completions", keys.api_key, keys, psutil.Process(process.pid))

@@ -3,8 +3,6 @@ security tests that depend on the HTTP server, with a low limit on failed keys p
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
+from tests.processes import free_port, start_fovea, stop_process
 
 FAILURES_PER_MINUTE = 5
 
@@ -41,16 +39,6 @@ class Server:
         return self.get("/v1/models", self.api_key).status_code == 200
 
 
-def serve_env(home: Path, port: int, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_CATALOG": str(home / "models.toml"),
-        "FOVEA_PORT": str(port),
-        **extra,
-    }
-
-
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("security-home")
@@ -58,13 +46,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     keys = make_keys(Settings(home=home, catalog=home / "models.toml"))
     keys.database.dispose()
     port = free_port()
-    env = serve_env(home, port, FOVEA_AUTH_FAILURES_PER_MINUTE=str(FAILURES_PER_MINUTE))
     log = home / "server.log"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-        log=log,
-        env=env,
+    process = start_fovea(
+        home,
+        port,
+        FOVEA_CATALOG=str(home / "models.toml"),
+        FOVEA_AUTH_FAILURES_PER_MINUTE=str(FAILURES_PER_MINUTE),
     )
     try:
         yield Server(port, home, log, keys.folder_id, keys.api_key)

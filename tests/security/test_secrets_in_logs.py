@@ -6,7 +6,6 @@ are ``/metrics`` and every response but the one that hands a new key out."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ import pytest
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
-from tests.security.conftest import serve_env
+from tests.processes import free_port, start_fovea, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -98,11 +96,12 @@ def test_no_secret_is_written_anywhere(tmp_path: Path, demo_model: DemoModelFile
     user, admin = keys.api_key, admin_key.secret
     port = free_port()
     session = Session(f"http://127.0.0.1:{port}")
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{session.url}/readyz",
-        log=home / "server.log",
-        env=serve_env(home, port, FOVEA_REQUEST_LOG="on", FOVEA_LOG_LEVEL="debug"),
+    process = start_fovea(
+        home,
+        port,
+        FOVEA_CATALOG=str(home / "models.toml"),
+        FOVEA_REQUEST_LOG="on",
+        FOVEA_LOG_LEVEL="debug",
     )
     try:
         assert session.chat(user) == 200

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from playwright.sync_api import (
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_process, stop_process
+from tests.processes import free_port, start_fovea, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -87,20 +86,10 @@ def web_server(
     admin_key = key_with("ai.admin", "yc.ai.foundationModels.execute", "yc.iam.manage")
     keys.database.dispose()
     port = free_port()
-    env = {
-        **os.environ,
-        "FOVEA_HOME": str(home),
-        "FOVEA_PORT": str(port),
-        "FOVEA_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
-        "FOVEA_AUTH_CACHE_TTL_S": "0",
-    }
     log = home / "server.log"
     origin = f"http://127.0.0.1:{port}"
-    process = start_process(
-        [sys.executable, "-m", "fovea.cli.main", "serve"],
-        ready_url=f"{origin}/readyz",
-        log=log,
-        env=env,
+    process = start_fovea(
+        home, port, FOVEA_MAX_REQUEST_BYTES=str(MAX_REQUEST_BYTES), FOVEA_AUTH_CACHE_TTL_S="0"
     )
     try:
         yield WebServer(
