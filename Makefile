@@ -8,8 +8,14 @@ PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 VLLM_VENV := .venv-vllm
+TRAIN_VENV := .venv-train
+TRAIN_OUT ?= bench/.work/vision-train
+TRAIN_STEPS ?= 3000
 
-.PHONY: install install-test install-postgres install-redis install-chromium run test test-fast test-vllm lint bench clean
+# Training is CPU-heavy: every heavy step takes /tmp/fovea-heavy.lock so that two never overlap.
+HEAVY := flock /tmp/fovea-heavy.lock
+
+.PHONY: train-vision install install-test install-postgres install-redis install-chromium run test test-fast test-vllm lint bench clean
 
 install: $(VENV)/.installed
 	@$(BIN)/fovea models prepare-demo
@@ -82,6 +88,18 @@ $(VLLM_VENV)/.installed: $(VLLM_VENV)/bin/python constraints.txt
 test-vllm: install-test $(VLLM_VENV)/.installed
 	FOVEA_VLLM_PYTHON=$(CURDIR)/$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -m vllm tests/vllm
 
+# The demo's vision tower, trained against the frozen Gemma 3 270M (fovea/modelgen/vision), in a
+# venv of its own: torch (CPU wheel, pinned), transformers, accelerate. Resumes from TRAIN_OUT.
+$(TRAIN_VENV)/bin/python:
+	$(PYTHON) -m venv $(TRAIN_VENV)
+
+$(TRAIN_VENV)/.installed: $(TRAIN_VENV)/bin/python pyproject.toml constraints.txt
+	$(HEAVY) $(TRAIN_VENV)/bin/python -m pip install $(PIP_FLAGS) 'torch==2.13.0' -e '.[train]'
+	@touch $@
+
+train-vision: $(TRAIN_VENV)/.installed
+	$(HEAVY) $(TRAIN_VENV)/bin/python -m fovea.modelgen.vision.train --out $(TRAIN_OUT) --steps $(TRAIN_STEPS)
+
 lint: install-test
 	$(BIN)/ruff check fovea tests bench examples
 	$(BIN)/ruff format --check fovea tests bench examples
@@ -92,4 +110,4 @@ bench: install-test
 	$(BIN)/python bench/chat_overhead.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(TRAIN_VENV) .pytest_cache .mypy_cache .ruff_cache
