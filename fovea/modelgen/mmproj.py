@@ -52,7 +52,7 @@ def write_random_mmproj(
     rng = np.random.default_rng(seed)
     tmp = path.with_suffix(path.suffix + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), "clip")
-    _write_metadata(writer, shape)
+    write_metadata(writer, shape, "fovea-random-gemma3-mmproj")
     for name, array in _tensors(shape, rng, std):
         writer.add_tensor(name, array)
     writer.write_header_to_file()
@@ -62,9 +62,10 @@ def write_random_mmproj(
     tmp.replace(path)
 
 
-def _write_metadata(writer: gguf.GGUFWriter, shape: VisionTowerShape) -> None:
+def write_metadata(writer: gguf.GGUFWriter, shape: VisionTowerShape, name: str) -> None:
+    """The keys libmtmd reads for a Gemma 3 projector of ``shape``."""
     writer.add_string("general.type", "mmproj")
-    writer.add_string("general.name", "fovea-random-gemma3-mmproj")
+    writer.add_string("general.name", name)
     writer.add_bool("clip.has_vision_encoder", True)
     writer.add_string("clip.projector_type", "gemma3")
     writer.add_bool("clip.use_gelu", True)

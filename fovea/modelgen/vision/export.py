@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from fovea.modelgen.mmproj import VisionTowerShape
+from fovea.modelgen.mmproj import VisionTowerShape, write_metadata
 
 # ggml adds these elementwise or normalises with them: they stay f32 in any case.
 _F32_ALWAYS = ("v.position_embd.weight", ".bias", "ln1.weight", "ln2.weight", "post_ln.weight")
@@ -24,7 +24,7 @@ def write_mmproj(
     """Write a Gemma 3 mmproj GGUF to ``path`` atomically (a temp file, then rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), "clip")
-    _write_metadata(writer, shape, name)
+    write_metadata(writer, shape, name)
     for tensor_name, array in tensors:
         keep_f32 = not f16 or array.ndim == 1 or tensor_name.endswith(_F32_ALWAYS)
         writer.add_tensor(tensor_name, array.astype(np.float32 if keep_f32 else np.float16))
@@ -33,22 +33,3 @@ def write_mmproj(
     writer.write_tensors_to_file()
     writer.close()
     tmp.replace(path)
-
-
-def _write_metadata(writer: gguf.GGUFWriter, shape: VisionTowerShape, name: str) -> None:
-    # The same keys as fovea.modelgen.mmproj writes for the random projector.
-    writer.add_string("general.type", "mmproj")
-    writer.add_string("general.name", name)
-    writer.add_bool("clip.has_vision_encoder", True)
-    writer.add_string("clip.projector_type", "gemma3")
-    writer.add_bool("clip.use_gelu", True)
-    writer.add_uint32("clip.vision.projection_dim", shape.text_embedding_size)
-    writer.add_uint32("clip.vision.image_size", shape.image_size)
-    writer.add_uint32("clip.vision.patch_size", shape.patch_size)
-    writer.add_uint32("clip.vision.embedding_length", shape.hidden_size)
-    writer.add_uint32("clip.vision.feed_forward_length", shape.feed_forward_size)
-    writer.add_uint32("clip.vision.block_count", shape.block_count)
-    writer.add_uint32("clip.vision.attention.head_count", shape.head_count)
-    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
-    writer.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
-    writer.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
