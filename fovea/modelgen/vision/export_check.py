@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,9 @@ from fovea.modelgen.vision.train import TOWER_SHAPE
 
 def cosines(tower: VisionTower, model_path: Path, count: int = 4) -> list[float]:
     """Per picture, the cosine of libmtmd's and torch's soft tokens (flattened)."""
-    pictures = [draw_picture(20_000_000 + i).image for i in range(count)]
+    pictures = [replace(draw_picture(20_000_000 + i), aspect=(1, 1)).image for i in range(count)]
     # A non-square source as well: libmtmd resizes it; torch sees our mirror of that resize.
-    pictures.append(draw_picture(20_000_100, size=320).image.resize((320, 200)))
+    pictures.append(replace(draw_picture(20_000_100), aspect=(8, 5)).render(200))
     with tempfile.TemporaryDirectory() as tmp:
         mmproj = Path(tmp) / "check-mmproj.gguf"
         write_mmproj(mmproj, TOWER_SHAPE, tower.gguf_tensors())

@@ -42,19 +42,30 @@ class FrozenLanguageModel:
         # The norm of a (scaled) text token's embedding: the scale soft tokens are measured by.
         self.text_norm = float(sample.norm(dim=-1).mean())
 
-    def hidden(self, soft: torch.Tensor, examples: list[Example]) -> tuple[torch.Tensor, list[int]]:
+    def hidden(
+        self, soft: list[torch.Tensor], examples: list[Example]
+    ) -> tuple[torch.Tensor, list[int]]:
         """Final hidden states for every position, and where each example's answer starts.
 
-        The vocabulary head (262k rows) runs only where a token is scored: most of a step's
-        time otherwise."""
+        ``soft[row]`` holds that example's images' soft tokens, one block after another
+        ([n_images * n_image_tokens, n_embd]). The vocabulary head (262k rows) runs only where
+        a token is scored: most of a step's time otherwise."""
         sequences, image_spans, starts = [], [], []
         for row, example in enumerate(examples):
             layout = example.layout
-            before = self.embed(torch.tensor(layout.before))
-            after = self.embed(torch.tensor(layout.after + example.answer))
-            sequences.append(torch.cat([before, soft[row], after]))
-            image_spans.append((len(layout.before), len(layout.before) + layout.n_image_tokens))
-            starts.append(len(layout.before) + layout.n_image_tokens + len(layout.after))
+            block = layout.n_image_tokens
+            parts, spans, position = [], [], 0
+            for index, piece in enumerate(layout.pieces):
+                tokens = list(piece) + (example.answer if index == layout.n_images else [])
+                parts.append(self.embed(torch.tensor(tokens, dtype=torch.long)))
+                position += len(piece)
+                if index < layout.n_images:
+                    parts.append(soft[row][index * block : (index + 1) * block])
+                    spans.append((position, position + block))
+                    position += block
+            sequences.append(torch.cat(parts))
+            image_spans.append(spans)
+            starts.append(position)
         length = max(s.shape[0] for s in sequences)
         embeds = torch.zeros(len(sequences), length, sequences[0].shape[1])
         for row, sequence in enumerate(sequences):
@@ -71,7 +82,7 @@ class FrozenLanguageModel:
         cap = self.model.config.final_logit_softcapping
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
-    def loss(self, soft: torch.Tensor, examples: list[Example]) -> torch.Tensor:
+    def loss(self, soft: list[torch.Tensor], examples: list[Example]) -> torch.Tensor:
         """Cross-entropy at the answer positions only."""
         hidden, starts = self.hidden(soft, examples)
         rows = [
@@ -87,7 +98,7 @@ class FrozenLanguageModel:
 
     @torch.no_grad()
     def greedy(
-        self, soft: torch.Tensor, layouts: list[PromptLayout], steps: int
+        self, soft: list[torch.Tensor], layouts: list[PromptLayout], steps: int
     ) -> list[list[int]]:
         """Greedy continuations (no KV cache: the sequences are short)."""
         answers: list[list[int]] = [[] for _ in layouts]
@@ -104,13 +115,14 @@ class FrozenLanguageModel:
         return answers
 
 
-def attention_mask(length: int, image_spans: list[tuple[int, int]]) -> torch.Tensor:
+def attention_mask(length: int, image_spans: list[list[tuple[int, int]]]) -> torch.Tensor:
     """Additive [B, 1, T, T] mask: causal, plus every image token sees its whole image block."""
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     masks = []
-    for start, end in image_spans:
+    for spans in image_spans:
         allowed = causal.clone()
-        allowed[start:end, start:end] = True
+        for start, end in spans:
+            allowed[start:end, start:end] = True
         masks.append(allowed)
     allowed_all = torch.stack(masks)[:, None]
     return torch.zeros(allowed_all.shape).masked_fill(~allowed_all, torch.finfo(torch.float32).min)

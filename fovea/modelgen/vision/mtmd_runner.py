@@ -22,21 +22,30 @@ from fovea.engine.chat_template import GEMMA3_TEMPLATE, ChatTemplate
 from fovea.engine.mtmd_prompt import bitmap, chunk_tokens, mtmd_tokenize
 from fovea.engine.types import ImageInput, ImagePart, Message, TextPart
 
+Part = str | Image.Image  # a user turn's parts, in order: text or a picture
+
 
 @dataclass(frozen=True)
 class PromptLayout:
-    """Token ids before and after the image block, and the image block's length."""
+    """The text token ids around each image block (one more piece than images), and the
+    length of an image block."""
 
-    before: list[int]
+    pieces: tuple[tuple[int, ...], ...]
     n_image_tokens: int
-    after: list[int]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.pieces) - 1
 
 
-def render_prompt(question: str, marker: str) -> str:
-    """The user turn exactly as Fovea renders it for gemma-3-demo (image first, then text)."""
+def render_prompt(parts: list[Part], marker: str) -> str:
+    """The user turn exactly as Fovea renders it for gemma-3-demo, parts in the order given."""
     template = ChatTemplate(GEMMA3_TEMPLATE, bos_token="<bos>", eos_token="<eos>")
-    image = ImagePart(ImageInput(1, 1, b"\0\0\0", "x"))
-    return template.render((Message("user", (image, TextPart(question))),), marker)
+    rendered = tuple(
+        TextPart(part) if isinstance(part, str) else ImagePart(ImageInput(1, 1, b"\0\0\0", "x"))
+        for part in parts
+    )
+    return template.render((Message("user", rendered),), marker)
 
 
 def image_input(image: Image.Image) -> ImageInput:
@@ -74,26 +83,28 @@ class MtmdRunner:
         mtmd.mtmd_free(self._mtmd)
         self._llm.close()
 
-    def _chunks(self, question: str, image: Image.Image) -> object:
-        text = render_prompt(question, self._marker)
-        image_bitmap = bitmap(image_input(image))
+    def _chunks(self, parts: list[Part]) -> object:
+        text = render_prompt(parts, self._marker)
+        bitmaps = [bitmap(image_input(p)) for p in parts if isinstance(p, Image.Image)]
         try:
-            return mtmd_tokenize(self._mtmd, text, [image_bitmap], add_special=False)
+            return mtmd_tokenize(self._mtmd, text, bitmaps, add_special=False)
         finally:
-            mtmd.mtmd_bitmap_free(image_bitmap)
+            for image_bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(image_bitmap)
 
-    def layout(self, question: str, image: Image.Image) -> PromptLayout:
-        chunks = self._chunks(question, image)
+    def layout(self, parts: list[Part]) -> PromptLayout:
+        chunks = self._chunks(parts)
         try:
-            parts: list[list[int]] = [[], []]
-            n_image, side = 0, 0
+            pieces: list[list[int]] = [[]]
+            n_image = 0
             for index in range(mtmd.mtmd_input_chunks_size(chunks)):
                 chunk = mtmd.mtmd_input_chunks_get(chunks, index)
                 if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                    parts[side].extend(chunk_tokens(chunk))
+                    pieces[-1].extend(chunk_tokens(chunk))
                 else:
-                    n_image, side = mtmd.mtmd_input_chunk_get_n_tokens(chunk), 1
-            return PromptLayout(parts[0], n_image, parts[1])
+                    n_image = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                    pieces.append([])
+            return PromptLayout(tuple(tuple(piece) for piece in pieces), n_image)
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
 
@@ -105,7 +116,7 @@ class MtmdRunner:
 
     def image_embeddings(self, image: Image.Image) -> np.ndarray:
         """The projector's soft tokens for ``image``: [n_image_tokens, n_embd]."""
-        chunks = self._chunks("x", image)
+        chunks = self._chunks([image, "x"])
         try:
             for index in range(mtmd.mtmd_input_chunks_size(chunks)):
                 chunk = mtmd.mtmd_input_chunks_get(chunks, index)
@@ -120,11 +131,11 @@ class MtmdRunner:
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
 
-    def answer(self, question: str, image: Image.Image, max_tokens: int = 12) -> str:
+    def answer(self, parts: list[Part], max_tokens: int = 24) -> str:
         """Greedy answer, decoded as the engine decodes: chunks through libmtmd's helper."""
         ctx = self._llm._ctx.ctx
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        chunks = self._chunks(question, image)
+        chunks = self._chunks(parts)
         n_past = llama_cpp.llama_pos(0)
         try:
             result = mtmd.mtmd_helper_eval_chunks(

@@ -57,7 +57,7 @@ class VisionTower(nn.Module):
         self.shape = shape
         hidden = shape.hidden_size
         self.patch_embd = nn.Conv2d(3, hidden, shape.patch_size, stride=shape.patch_size)
-        self.position_embd = nn.Parameter(torch.randn(shape.num_patches, hidden) * 0.02)
+        self.position_embd = nn.Parameter(sincos_positions(shape))
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.block_count))
         self.post_ln = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
         self.soft_emb_norm = nn.Parameter(torch.ones(hidden))
@@ -75,7 +75,10 @@ class VisionTower(nn.Module):
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         """Patch features average-pooled to the soft-token grid: [B, 16, hidden]."""
-        x = self.features(pixels)
+        return self.pool(self.features(pixels))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, num_patches, hidden] features to the 4x4 soft-token grid: [B, 16, hidden]."""
         batch, _, hidden = x.shape
         side = self.shape.image_size // self.shape.patch_size
         grid = x.transpose(1, 2).reshape(batch, hidden, side, side)
@@ -107,6 +110,21 @@ class VisionTower(nn.Module):
             ("mm.input_projection.weight", array(self.input_projection)),
         ]
         return tensors
+
+
+def sincos_positions(shape: VisionTowerShape, scale: float = 0.5) -> torch.Tensor:
+    """2D sine-cosine position embeddings (as MAE initialises them): half the channels encode
+    the row, half the column. Trainable afterwards; from scratch, random ones learn slowly."""
+    side = shape.image_size // shape.patch_size
+    quarter = shape.hidden_size // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter) / quarter)
+    rows, columns = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+
+    def encode(positions: torch.Tensor) -> torch.Tensor:
+        angles = positions.flatten()[:, None].float() * frequencies[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(columns)], dim=1) * scale
 
 
 def pixels(images: list[np.ndarray]) -> torch.Tensor:

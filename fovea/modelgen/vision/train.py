@@ -19,15 +19,25 @@ from torch import nn
 
 from fovea.modelgen.demo import prepare_demo_model
 from fovea.modelgen.mmproj import VisionTowerShape
-from fovea.modelgen.vision.evaluation import held_out, score
+from fovea.modelgen.vision.evaluation import held_out, held_out_pairs, score, score_pairs
 from fovea.modelgen.vision.export import write_mmproj
 from fovea.modelgen.vision.language_model import Example, FrozenLanguageModel, load_frozen
-from fovea.modelgen.vision.mtmd_runner import MtmdRunner, PromptLayout
-from fovea.modelgen.vision.pictures import COLOURS, QUESTIONS, SHAPES, Picture, draw_picture
+from fovea.modelgen.vision.mtmd_runner import MtmdRunner, Part, PromptLayout
+from fovea.modelgen.vision.pictures import (
+    COLOURS,
+    SHAPES,
+    Pair,
+    Picture,
+    draw_pair,
+    draw_picture,
+    to_model_input,
+)
 from fovea.modelgen.vision.tower import TOKENS_PER_SIDE, VisionTower, pixels
 
 TOWER_SHAPE = VisionTowerShape(hidden_size=256, feed_forward_size=1024, block_count=4, head_count=4)
 _PRETRAIN_SEEDS = 5_000_000
+_PAIR_SEEDS = 7_000_000
+_PRETRAIN_EVAL_EVERY = 100
 _END_OF_TURN = "<end_of_turn>"
 _MMPROJ = "mmproj-gemma-3-demo.gguf"
 
@@ -36,15 +46,19 @@ _MMPROJ = "mmproj-gemma-3-demo.gguf"
 class TrainConfig:
     out: Path
     steps: int = 3000  # through the language model
-    pretrain_steps: int = 2000  # tower as a colour + shape classifier
+    pretrain_steps: int = 2000  # tower as a colour + shape classifier, at most
+    pretrain_target: float = 0.97  # ends early once held-out colour and shape reach this
     batch_size: int = 8
     pretrain_batch_size: int = 16
     lr: float = 3e-3
-    pretrain_lr: float = 1e-3
+    pretrain_lr: float = 3e-4
     norm_cap: float = 3.0  # soft-token norm cap, in mean text-embedding norms
     checkpoint_seconds: float = 300.0
     eval_every: int = 200
     eval_pictures: int = 48
+    eval_pairs: int = 12
+    pair_share: float = 0.25  # of the examples through the language model: two-image prompts
+    warmup_steps: int = 50
     threads: int = 2
     seed: int = 0
 
@@ -60,9 +74,16 @@ class Trainer:
         hidden = TOWER_SHAPE.hidden_size
         # The heads read the projector's 4x4 pooled grid (what the language model will see), not a
         # mean over patches: with a mean, shape stayed at chance for 400 steps of 16 pictures.
+        # Dense heads as well: every patch names the whole picture's colour and shape. 256
+        # targets per picture instead of one, and they push each token to carry the answer.
         grid = hidden * TOKENS_PER_SIDE**2
         self.heads = nn.ModuleDict(
-            {"colour": nn.Linear(grid, len(COLOURS)), "shape": nn.Linear(grid, len(SHAPES))}
+            {
+                "colour": nn.Linear(grid, len(COLOURS)),
+                "shape": nn.Linear(grid, len(SHAPES)),
+                "patch_colour": nn.Linear(hidden, len(COLOURS)),
+                "patch_shape": nn.Linear(hidden, len(SHAPES)),
+            }
         )
         self.phase, self.step = "pretrain", 0
         self.optimizer = self._optimizer()
@@ -72,12 +93,12 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         if self.phase == "pretrain":
             parameters = list(self.tower.parameters()) + list(self.heads.parameters())
-            return torch.optim.AdamW(parameters, lr=self.config.pretrain_lr, weight_decay=0.01)
+            return torch.optim.AdamW(parameters, lr=self.config.pretrain_lr, weight_decay=0.05)
         projector = [self.tower.soft_emb_norm, self.tower.input_projection]
         body = [p for p in self.tower.parameters() if all(p is not q for q in projector)]
         groups = [
-            {"params": projector, "lr": self.config.lr},
-            {"params": body, "lr": self.config.lr / 3},
+            {"params": projector, "lr": self.config.lr, "base_lr": self.config.lr},
+            {"params": body, "lr": self.config.lr / 10, "base_lr": self.config.lr / 10},
         ]
         return torch.optim.AdamW(groups, weight_decay=0.0)
 
@@ -133,6 +154,8 @@ class Trainer:
             loss = self._classifier_loss([draw_picture(seed) for seed in seeds])
             self.optimizer.zero_grad()
             loss.backward()
+            nn.utils.clip_grad_norm_(self.tower.parameters(), 1.0)
+            self._warm_up(config.pretrain_lr)
             self.optimizer.step()
             self.step += 1
             if self.step % 10 == 0:
@@ -145,24 +168,44 @@ class Trainer:
                         "s_per_step": round(elapsed, 2),
                     }
                 )
-            if self.step % config.eval_every == 0 or self.step == config.pretrain_steps:
-                self.log({"phase": "pretrain", "step": self.step, **self._classifier_accuracy()})
+            if self.step % _PRETRAIN_EVAL_EVERY == 0 or self.step == config.pretrain_steps:
+                accuracy = self._classifier_accuracy()
+                self.log({"phase": "pretrain", "step": self.step, **accuracy})
+                if min(accuracy.values()) >= config.pretrain_target:
+                    break
             self.maybe_save()
         if self.phase == "pretrain":
             self.phase, self.step = "lm", 0
             self.optimizer = self._optimizer()
             self.save()
 
+    def _warm_up(self, lr: float) -> None:
+        """Linear warm-up over the first steps of a phase (both phases start from scratch)."""
+        factor = min(1.0, (self.step + 1) / self.config.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.get("base_lr", lr) * factor
+
     def _head_logits(self, pictures: list[Picture]) -> dict[str, torch.Tensor]:
-        features = self.tower.pooled(pixels([np.asarray(p.image) for p in pictures])).flatten(1)
-        return {name: head(features) for name, head in self.heads.items()}
+        features = self.tower.features(model_pixels(pictures))
+        pooled = self.tower.pool(features).flatten(1)
+        return {
+            name: head(features if name.startswith("patch_") else pooled)
+            for name, head in self.heads.items()
+        }
 
     def _classifier_loss(self, pictures: list[Picture]) -> torch.Tensor:
         logits = self._head_logits(pictures)
         colours = torch.tensor([list(COLOURS).index(p.colour) for p in pictures])
         shapes = torch.tensor([SHAPES.index(p.shape) for p in pictures])
+        patches = logits["patch_colour"].shape[1]
+        every_colour, every_shape = (t.repeat_interleave(patches) for t in (colours, shapes))
         cross_entropy = nn.functional.cross_entropy
-        return cross_entropy(logits["colour"], colours) + cross_entropy(logits["shape"], shapes)
+        return (
+            cross_entropy(logits["colour"], colours)
+            + cross_entropy(logits["shape"], shapes)
+            + cross_entropy(logits["patch_colour"].flatten(0, 1), every_colour)
+            + cross_entropy(logits["patch_shape"].flatten(0, 1), every_shape)
+        )
 
     @torch.no_grad()
     def _classifier_accuracy(self) -> dict[str, float]:
@@ -189,20 +232,21 @@ class Trainer:
 
     def train_through_lm(self) -> None:
         config = self.config
-        layouts, answers, runner_decode = self._prompt_tokens()
+        runner = self._runner()
+        prompts = Prompts(runner)
         lm = FrozenLanguageModel(load_frozen(self.files.model))
         self.log({"event": "lm_loaded", "text_norm": round(lm.text_norm, 3)})
         while self.step < config.steps:
             started = time.monotonic()
-            seeds = range(self.step * config.batch_size, (self.step + 1) * config.batch_size)
-            pictures = [draw_picture(seed) for seed in seeds]
-            examples = [Example(layouts[p.question], answers[p.answer]) for p in pictures]
-            soft = self.tower(pixels([np.asarray(p.image) for p in pictures]))
-            ratio = soft.norm(dim=-1) / lm.text_norm
+            examples = self._lm_batch(self.step)
+            soft = self._soft_tokens(examples)
+            ratio = torch.cat(soft).norm(dim=-1) / lm.text_norm
             penalty = torch.relu(ratio - config.norm_cap).pow(2).mean()
-            loss = lm.loss(soft, examples)
+            loss = lm.loss(soft, [prompts.example(e) for e in examples])
             self.optimizer.zero_grad()
             (loss + penalty).backward()
+            nn.utils.clip_grad_norm_(self.tower.parameters(), 1.0)
+            self._warm_up(config.lr)
             self.optimizer.step()
             self.step += 1
             if self.step % 10 == 0:
@@ -217,68 +261,128 @@ class Trainer:
                 )
             if self.step % config.eval_every == 0 or self.step == config.steps:
                 self.save()
-                self.log(
-                    {
-                        "phase": "lm",
-                        "step": self.step,
-                        **self._lm_accuracy(lm, layouts, runner_decode),
-                    }
-                )
+                self.log({"phase": "lm", "step": self.step, **self._lm_accuracy(lm, prompts)})
             self.maybe_save()
         self.save()
+        runner.close()
 
-    def _prompt_tokens(self) -> tuple[dict[str, PromptLayout], dict[str, list[int]], MtmdRunner]:
-        """Token layouts as libmtmd gives them, per question, and answer tokens, per answer."""
-        self.save()  # an mmproj to load (the layout does not depend on its weights)
-        runner = MtmdRunner(self.files.model, self.out / _MMPROJ)
-        image = draw_picture(0).image
-        layouts = {q: runner.layout(q, image) for q in QUESTIONS}
-        answers = {
-            f"A {c} {s}.": runner.tokenize(f"A {c} {s}.{_END_OF_TURN}")
-            for c in COLOURS
-            for s in SHAPES
-        }
-        return layouts, answers, runner
+    def _runner(self) -> MtmdRunner:
+        self.save()  # an mmproj to load (token layouts do not depend on its weights)
+        return MtmdRunner(self.files.model, self.out / _MMPROJ)
+
+    def _lm_batch(self, step: int) -> list[Picture | Pair]:
+        size = self.config.batch_size
+        examples: list[Picture | Pair] = []
+        for seed in range(step * size, (step + 1) * size):
+            pair = (seed * 0.6180339887) % 1.0 < self.config.pair_share
+            examples.append(draw_pair(_PAIR_SEEDS + seed) if pair else draw_picture(seed))
+        return examples
+
+    def _soft_tokens(self, examples: list[Picture | Pair]) -> list[torch.Tensor]:
+        """Each example's soft tokens, its images' blocks one after another."""
+        pictures = [picture for example in examples for picture in images_of(example)]
+        soft = self.tower(model_pixels(pictures))
+        out, index = [], 0
+        for example in examples:
+            count = len(images_of(example))
+            out.append(soft[index : index + count].flatten(0, 1))
+            index += count
+        return out
 
     @torch.no_grad()
-    def _lm_accuracy(
-        self, lm: FrozenLanguageModel, layouts: dict[str, PromptLayout], tokens: MtmdRunner
-    ) -> dict[str, object]:
+    def _lm_accuracy(self, lm: FrozenLanguageModel, prompts: Prompts) -> dict[str, object]:
         pictures = held_out(self.config.eval_pictures)
-        end = tokens.tokenize(_END_OF_TURN)[0]
+        pairs = held_out_pairs(self.config.eval_pairs)
+        examples: list[Picture | Pair] = [*pictures, *pairs]
+        end = prompts.runner.tokenize(_END_OF_TURN)[0]
         torch_answers = []
-        for start in range(0, len(pictures), 16):
-            batch = pictures[start : start + 16]
-            soft = self.tower(pixels([np.asarray(p.image) for p in batch]))
-            generated = lm.greedy(soft, [layouts[p.question] for p in batch], steps=6)
+        for start in range(0, len(examples), 16):
+            batch = examples[start : start + 16]
+            steps = 20 if any(isinstance(e, Pair) for e in batch) else 6
+            generated = lm.greedy(
+                self._soft_tokens(batch), [prompts.layout(e) for e in batch], steps=steps
+            )
             for ids in generated:
                 ids = ids[: ids.index(end)] if end in ids else ids
-                torch_answers.append(tokens.detokenize(ids).strip())
+                torch_answers.append(prompts.runner.detokenize(ids).strip())
         runner = MtmdRunner(self.files.model, self.out / _MMPROJ)
         try:
-            llama_answers = [runner.answer(p.question, p.image) for p in pictures]
+            llama_answers = [runner.answer(parts_of(e)) for e in examples]
         finally:
             runner.close()
+        single = len(pictures)
         same = np.mean([a == b for a, b in zip(torch_answers, llama_answers, strict=True)])
         return {
-            **score(pictures, torch_answers).as_dict("torch"),
-            **score(pictures, llama_answers).as_dict("llamacpp"),
+            **score(pictures, torch_answers[:single]).as_dict("torch"),
+            **score(pictures, llama_answers[:single]).as_dict("llamacpp"),
+            **score_pairs(pairs, llama_answers[single:]).as_dict("llamacpp_pairs"),
             "llamacpp_equals_torch": round(float(same), 4),
             "samples": [
-                f"{p.answer} -> {a}" for p, a in zip(pictures[:4], llama_answers, strict=False)
+                f"{e.answer} -> {a}"
+                for e, a in zip(
+                    examples[:3] + examples[single : single + 2],
+                    llama_answers[:3] + llama_answers[single : single + 2],
+                    strict=True,
+                )
             ],
         }
+
+
+def images_of(example: Picture | Pair) -> list[Picture]:
+    return [example.first, example.second] if isinstance(example, Pair) else [example]
+
+
+def parts_of(example: Picture | Pair) -> list[Part]:
+    """The user turn's parts in the order the example sends them."""
+    images: list[Part] = [picture.image for picture in images_of(example)]
+    first = example.images_first if isinstance(example, Pair) else example.image_first
+    return [*images, example.question] if first else [example.question, *images]
+
+
+def model_pixels(pictures: list[Picture]) -> torch.Tensor:
+    return pixels([np.asarray(to_model_input(p.image)) for p in pictures])
+
+
+class Prompts:
+    """Token layouts as libmtmd gives them (per question and part order) and answers' tokens."""
+
+    def __init__(self, runner: MtmdRunner) -> None:
+        self.runner = runner
+        self._layouts: dict[tuple[object, ...], PromptLayout] = {}
+        self._answers: dict[str, list[int]] = {}
+
+    def layout(self, example: Picture | Pair) -> PromptLayout:
+        parts = parts_of(example)
+        key = tuple(p if isinstance(p, str) else "<image>" for p in parts)
+        if key not in self._layouts:
+            self._layouts[key] = self.runner.layout(parts)
+        return self._layouts[key]
+
+    def example(self, example: Picture | Pair) -> Example:
+        answer = example.answer
+        if answer not in self._answers:
+            self._answers[answer] = self.runner.tokenize(answer + _END_OF_TURN)
+        return Example(self.layout(example), self._answers[answer])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, required=True)
     defaults = TrainConfig(out=Path("."))
-    for name in ("steps", "pretrain_steps", "batch_size", "eval_every", "eval_pictures", "threads"):
+    integers = (
+        "steps",
+        "pretrain_steps",
+        "batch_size",
+        "eval_every",
+        "eval_pictures",
+        "eval_pairs",
+        "threads",
+    )
+    for name in integers:
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
         )
-    for name in ("lr", "pretrain_lr", "norm_cap", "checkpoint_seconds"):
+    for name in ("lr", "pretrain_lr", "pretrain_target", "norm_cap", "checkpoint_seconds"):
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
