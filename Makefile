@@ -15,7 +15,7 @@ TRAIN_STEPS ?= 3000
 # Training is CPU-heavy: every heavy step takes /tmp/fovea-heavy.lock so that two never overlap.
 HEAVY := flock /tmp/fovea-heavy.lock
 
-.PHONY: train-vision install install-test install-postgres install-redis install-chromium run test test-fast test-vllm lint bench clean
+.PHONY: train-vision ship-vision install install-test install-postgres install-redis install-chromium run test test-fast test-vllm lint bench clean
 
 install: $(VENV)/.installed
 	@$(BIN)/fovea models prepare-demo
@@ -99,6 +99,11 @@ $(TRAIN_VENV)/.installed: $(TRAIN_VENV)/bin/python pyproject.toml constraints.tx
 
 train-vision: $(TRAIN_VENV)/.installed
 	$(HEAVY) $(TRAIN_VENV)/bin/python -m fovea.modelgen.vision.train --out $(TRAIN_OUT) --steps $(TRAIN_STEPS)
+
+# Export TRAIN_OUT's checkpoint as the shipped projector (fovea/modelgen/assets) and measure it;
+# put the SHA-256 it prints into fovea/modelgen/demo.py.
+ship-vision: $(TRAIN_VENV)/.installed
+	$(HEAVY) $(TRAIN_VENV)/bin/python -m fovea.modelgen.vision.ship --checkpoint $(TRAIN_OUT)/checkpoint.pt --models-dir $(TRAIN_OUT)/models
 
 lint: install-test
 	$(BIN)/ruff check fovea tests bench examples

@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import httpx
 
+from fovea.modelgen.demo import DEMO_DIR, DemoModelFiles
+
 T = TypeVar("T")
 
 
@@ -195,3 +197,9 @@ def vllm_server_command(
 def vllm_env(env: Mapping[str, str]) -> dict[str, str]:
     """No hub (everything is local) and a 1 GiB KV cache, which is plenty for a tiny model."""
     return {**env, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def link_demo_model(home: Path, demo_model: DemoModelFiles) -> None:
+    """Give a server's ``home`` the session's demo model files (linked, not copied)."""
+    (home / "models").mkdir(parents=True)
+    (home / "models" / DEMO_DIR).symlink_to(demo_model.model.parent)

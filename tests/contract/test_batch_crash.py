@@ -21,7 +21,7 @@ from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import Keys, make_keys
 from tests.contract.test_reference_client import IMAGES, ROOT
-from tests.processes import free_port, start_fovea
+from tests.processes import free_port, link_demo_model, start_fovea
 
 LINES = 200
 # The run without a crash answers these lines: every fifth, every picture line among them.
@@ -31,8 +31,7 @@ SAMPLED = 5
 def _editor_home(tmp_path: Path, demo_model: DemoModelFiles) -> tuple[Path, Keys]:
     """A Fovea home on the shipped catalog, and a key whose account is an editor there."""
     home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    link_demo_model(home, demo_model)
     (home / "models.toml").write_text((ROOT / "fovea" / "default_models.toml").read_text())
     keys = make_keys(Settings(home=home))
     keys.iam.grant_role(keys.folder_id, keys.service_account_id, "ai.editor")

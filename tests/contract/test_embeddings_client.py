@@ -22,7 +22,7 @@ from yandex_ai_studio_sdk import AIStudio
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_fovea, stop_process
+from tests.processes import free_port, link_demo_model, start_fovea, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRA_DEPLOYMENT = """
@@ -61,8 +61,7 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
 ) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("home")
-    (home / "models").mkdir()
-    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    link_demo_model(home, demo_model)
     catalog = home / "models.toml"
     shipped = (ROOT / "fovea" / "default_models.toml").read_text()
     catalog.write_text(shipped + EXTRA_DEPLOYMENT.format(model=demo_model.model))

@@ -34,7 +34,14 @@ from tests.contract.test_batch_crash import (
     same_as_without_a_crash,
 )
 from tests.contract.test_reference_client import ROOT
-from tests.processes import Start, free_port, start_processes, stop_process, wait_for
+from tests.processes import (
+    Start,
+    free_port,
+    link_demo_model,
+    start_processes,
+    stop_process,
+    wait_for,
+)
 
 LEASE_S = 3  # the batch runner's leases: a killed replica's lines move on after this
 CONCURRENT = 10  # the server's default limit of concurrent generations per folder
@@ -91,8 +98,7 @@ def cluster(
     starts, urls = [], []
     for name in ("a", "b"):
         home = tmp_path / name
-        (home / "models").mkdir(parents=True)
-        (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+        link_demo_model(home, demo_model)
         catalog = (ROOT / "fovea" / "default_models.toml").read_text()
         # Slots for the five streams each replica holds open at once.
         catalog = catalog.replace(

@@ -28,7 +28,7 @@ from playwright.sync_api import (
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_fovea, stop_process
+from tests.processes import free_port, link_demo_model, start_fovea, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -69,8 +69,7 @@ def web_server(
     tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
 ) -> Iterator[WebServer]:
     home = tmp_path_factory.mktemp("web-home")
-    (home / "models").mkdir()
-    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
+    link_demo_model(home, demo_model)
     keys = make_keys(Settings(home=home))
     iam = keys.iam
 

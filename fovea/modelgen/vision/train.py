@@ -279,32 +279,14 @@ class Trainer:
         return examples
 
     def _soft_tokens(self, examples: list[Picture | Pair]) -> list[torch.Tensor]:
-        """Each example's soft tokens, its images' blocks one after another."""
-        pictures = [picture for example in examples for picture in images_of(example)]
-        soft = self.tower(model_pixels(pictures))
-        out, index = [], 0
-        for example in examples:
-            count = len(images_of(example))
-            out.append(soft[index : index + count].flatten(0, 1))
-            index += count
-        return out
+        return soft_tokens(self.tower, examples)
 
     @torch.no_grad()
     def _lm_accuracy(self, lm: FrozenLanguageModel, prompts: Prompts) -> dict[str, object]:
         pictures = held_out(self.config.eval_pictures)
         pairs = held_out_pairs(self.config.eval_pairs)
         examples: list[Picture | Pair] = [*pictures, *pairs]
-        end = prompts.runner.tokenize(_END_OF_TURN)[0]
-        torch_answers = []
-        for start in range(0, len(examples), 16):
-            batch = examples[start : start + 16]
-            steps = 20 if any(isinstance(e, Pair) for e in batch) else 6
-            generated = lm.greedy(
-                self._soft_tokens(batch), [prompts.layout(e) for e in batch], steps=steps
-            )
-            for ids in generated:
-                ids = ids[: ids.index(end)] if end in ids else ids
-                torch_answers.append(prompts.runner.detokenize(ids).strip())
+        torch_answers = greedy_answers(self.tower, lm, prompts, examples)
         runner = MtmdRunner(self.files.model, self.out / _MMPROJ)
         try:
             llama_answers = [runner.answer(parts_of(e)) for e in examples]
@@ -326,6 +308,40 @@ class Trainer:
                 )
             ],
         }
+
+
+def soft_tokens(tower: VisionTower, examples: list[Picture | Pair]) -> list[torch.Tensor]:
+    """Each example's soft tokens, its images' blocks one after another."""
+    pictures = [picture for example in examples for picture in images_of(example)]
+    soft = tower(model_pixels(pictures))
+    out, index = [], 0
+    for example in examples:
+        count = len(images_of(example))
+        out.append(soft[index : index + count].flatten(0, 1))
+        index += count
+    return out
+
+
+@torch.no_grad()
+def greedy_answers(
+    tower: VisionTower,
+    lm: FrozenLanguageModel,
+    prompts: Prompts,
+    examples: list[Picture | Pair],
+) -> list[str]:
+    """Greedy answers in torch (what the tower was trained for), 16 examples at a time."""
+    end = prompts.runner.tokenize(_END_OF_TURN)[0]
+    answers = []
+    for start in range(0, len(examples), 16):
+        batch = examples[start : start + 16]
+        steps = 20 if any(isinstance(e, Pair) for e in batch) else 6
+        generated = lm.greedy(
+            soft_tokens(tower, batch), [prompts.layout(e) for e in batch], steps=steps
+        )
+        for ids in generated:
+            ids = ids[: ids.index(end)] if end in ids else ids
+            answers.append(prompts.runner.detokenize(ids).strip())
+    return answers
 
 
 def images_of(example: Picture | Pair) -> list[Picture]:
