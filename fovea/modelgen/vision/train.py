@@ -250,7 +250,7 @@ class Trainer:
         while self.step < config.steps:
             started = time.monotonic()
             examples = self._lm_batch(self.step)
-            soft = self._soft_tokens(examples)
+            soft = soft_tokens(self.tower, examples)
             ratio = torch.cat(soft).norm(dim=-1) / lm.text_norm
             penalty = torch.relu(ratio - config.norm_cap).pow(2).mean()
             loss = lm.loss(soft, [prompts.example(e) for e in examples])
@@ -316,9 +316,6 @@ class Trainer:
             pair = (seed * 0.6180339887) % 1.0 < self.config.pair_share
             examples.append(draw_pair(_PAIR_SEEDS + seed) if pair else draw_picture(seed))
         return examples
-
-    def _soft_tokens(self, examples: list[Picture | Pair]) -> list[torch.Tensor]:
-        return soft_tokens(self.tower, examples)
 
     @torch.no_grad()
     def _lm_accuracy(self, lm: FrozenLanguageModel, prompts: Prompts) -> dict[str, object]:
