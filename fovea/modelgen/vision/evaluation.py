@@ -67,3 +67,19 @@ def score_pairs(pairs: list[Pair], answers: list[str]) -> Accuracy:
     accuracy = score(pictures, clauses)
     exact = sum(a.strip() == p.answer for p, a in zip(pairs, answers, strict=True))
     return Accuracy(accuracy.colour, accuracy.shape, accuracy.both, exact / max(len(pairs), 1))
+
+
+def compare(
+    pictures: list[Picture], pairs: list[Pair], torch_answers: list[str], llama_answers: list[str]
+) -> dict[str, float]:
+    """Held-out accuracy in torch and through llama.cpp (answers: pictures first, then pairs),
+    and how often the two paths answer word for word alike."""
+    single = len(pictures)
+    same = sum(a == b for a, b in zip(torch_answers, llama_answers, strict=True))
+    return {
+        **score(pictures, torch_answers[:single]).as_dict("torch"),
+        **score(pictures, llama_answers[:single]).as_dict("llamacpp"),
+        **score_pairs(pairs, torch_answers[single:]).as_dict("torch_pairs"),
+        **score_pairs(pairs, llama_answers[single:]).as_dict("llamacpp_pairs"),
+        "llamacpp_equals_torch": round(same / max(len(llama_answers), 1), 4),
+    }

@@ -14,11 +14,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fovea.modelgen.demo import TRAINED_MMPROJ, prepare_text_model
-from fovea.modelgen.vision.evaluation import held_out, held_out_pairs, score, score_pairs
+from fovea.modelgen.vision.evaluation import compare, held_out, held_out_pairs
 from fovea.modelgen.vision.export import write_mmproj
 from fovea.modelgen.vision.language_model import FrozenLanguageModel, load_frozen
 from fovea.modelgen.vision.mtmd_runner import MtmdRunner
@@ -57,7 +56,6 @@ def main() -> None:
         torch_answers = greedy_answers(tower, lm, Prompts(runner), examples)
     finally:
         runner.close()
-    single = len(pictures)
     record = {
         "checkpoint": str(args.checkpoint),
         "step": state.get("step"),
@@ -65,14 +63,8 @@ def main() -> None:
         "mmproj": str(args.out),
         "bytes": args.out.stat().st_size,
         "sha256": digest,
-        **score(pictures, torch_answers[:single]).as_dict("torch"),
-        **score(pictures, llama[:single]).as_dict("llamacpp"),
-        **score_pairs(pairs, torch_answers[single:]).as_dict("torch_pairs"),
-        **score_pairs(pairs, llama[single:]).as_dict("llamacpp_pairs"),
-        "llamacpp_equals_torch": round(
-            float(np.mean([a == b for a, b in zip(llama, torch_answers, strict=True)])), 4
-        ),
-        "pictures": single,
+        **compare(pictures, pairs, torch_answers, llama),
+        "pictures": len(pictures),
         "pairs": len(pairs),
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -19,7 +19,7 @@ from torch import nn
 
 from fovea.modelgen.demo import prepare_text_model
 from fovea.modelgen.mmproj import VisionTowerShape
-from fovea.modelgen.vision.evaluation import held_out, held_out_pairs, score, score_pairs
+from fovea.modelgen.vision.evaluation import compare, held_out, held_out_pairs
 from fovea.modelgen.vision.export import write_mmproj
 from fovea.modelgen.vision.language_model import Example, FrozenLanguageModel, load_frozen
 from fovea.modelgen.vision.mtmd_runner import MtmdRunner, Part, PromptLayout
@@ -329,12 +329,8 @@ class Trainer:
         finally:
             runner.close()
         single = len(pictures)
-        same = np.mean([a == b for a, b in zip(torch_answers, llama_answers, strict=True)])
         return {
-            **score(pictures, torch_answers[:single]).as_dict("torch"),
-            **score(pictures, llama_answers[:single]).as_dict("llamacpp"),
-            **score_pairs(pairs, llama_answers[single:]).as_dict("llamacpp_pairs"),
-            "llamacpp_equals_torch": round(float(same), 4),
+            **compare(pictures, pairs, torch_answers, llama_answers),
             "samples": [
                 f"{e.answer} -> {a}"
                 for e, a in zip(
