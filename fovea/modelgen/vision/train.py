@@ -59,7 +59,7 @@ class TrainConfig:
     eval_every: int = 200
     eval_pictures: int = 48
     eval_pairs: int = 12
-    pair_share: float = 0.25  # of the examples through the language model: two-image prompts
+    pair_share: float = 0.4  # of the examples through the language model: two-image prompts
     warmup_steps: int = 50
     threads: int = 2
     seed: int = 0
@@ -430,7 +430,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
         )
-    for name in ("lr", "pretrain_lr", "pretrain_target", "norm_cap", "checkpoint_seconds"):
+    for name in (
+        "lr",
+        "pretrain_lr",
+        "pretrain_target",
+        "norm_cap",
+        "checkpoint_seconds",
+        "pair_share",
+    ):
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
         )
