@@ -4,6 +4,8 @@ Written for the cloud; only ``base_url``, the key and the folder id change. Run 
 then, with the values it prints:
 
     FOVEA_API_KEY=... FOVEA_FOLDER_ID=... .venv/bin/python examples/compare_images.py
+
+On the demo model it prints "The first picture shows a red circle, the second a blue star."
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ def encode(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-img1 = encode(IMAGES / "sunset.png")
-img2 = encode(IMAGES / "house.png")
+# Two pictures inside the demo model's closed world (see examples/images/README.md).
+img1 = encode(IMAGES / "red-circle.png")
+img2 = encode(IMAGES / "blue-star.png")
 
 client = OpenAI(api_key=API_KEY, base_url=BASE_URL)
 response = client.chat.completions.create(

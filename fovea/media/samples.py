@@ -1,7 +1,10 @@
-"""Draw the two sample pictures Fovea ships in ``examples/images`` (public domain, CC0).
+"""Draw the sample pictures Fovea ships in ``examples/images`` (public domain, CC0).
 
-Run ``python -m fovea.media.samples [directory]`` to write ``sunset.png`` and ``house.png``
-again; the drawing is deterministic, so the files only change when this code does.
+``red-circle.png`` and ``blue-star.png`` lie inside the closed world the demo model's vision
+tower was trained on (``fovea.modelgen.vision.pictures``): the reference client sends them.
+``sunset.png`` and ``house.png`` are scenes outside it. Run ``python -m fovea.media.samples
+[directory]`` to write them again; the drawing is deterministic, so the files only change when
+this code does.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["draw_house", "draw_sunset", "write_samples"]
+from fovea.modelgen.vision.pictures import Picture
+
+__all__ = ["CLOSED_WORLD", "draw_house", "draw_sunset", "write_samples"]
 
 WIDTH, HEIGHT = 640, 480
 HORIZON = 300
@@ -63,11 +68,32 @@ def draw_house() -> Image.Image:
     return picture
 
 
+def _closed_world(colour: str, shape: str, background: str) -> Picture:
+    return Picture(
+        colour=colour,
+        shape=shape,
+        background=background,
+        aspect=(4, 3),
+        radius=0.36,
+        offset=(0.0, 0.0),
+        question="",
+        image_first=True,
+    )
+
+
+# What the demo model can name, by file name: 640 x 480, one shape in the middle.
+CLOSED_WORLD = {
+    "red-circle.png": _closed_world("red", "circle", "light grey"),
+    "blue-star.png": _closed_world("blue", "star", "beige"),
+}
+
+
 def write_samples(directory: Path) -> list[Path]:
-    """Write ``sunset.png`` and ``house.png`` into ``directory``; return their paths."""
+    """Write every sample picture into ``directory``; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, picture in (("sunset.png", draw_sunset()), ("house.png", draw_house())):
+    pictures = [(name, scene.render(HEIGHT)) for name, scene in CLOSED_WORLD.items()]
+    for name, picture in [*pictures, ("sunset.png", draw_sunset()), ("house.png", draw_house())]:
         path = directory / name
         picture.save(path, "PNG", optimize=True)
         written.append(path)

@@ -16,7 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
 
 @pytest.mark.parametrize(
     ("name", "point", "colour"),
-    [("sunset.png", (320, 260), (220, 30, 20)), ("house.png", (340, 150), (190, 30, 30))],
+    [
+        ("sunset.png", (320, 260), (220, 30, 20)),
+        ("house.png", (340, 150), (190, 30, 30)),
+        ("red-circle.png", (320, 240), (220, 30, 30)),
+        ("blue-star.png", (320, 240), (30, 60, 220)),
+    ],
 )
 def test_shipped_sample_decodes_labelled_as_jpeg(
     name: str, point: tuple[int, int], colour: tuple[int, int, int], limits: ImageLimits
