@@ -25,7 +25,11 @@ $(BIN)/python:
 	$(PIP) install --disable-pip-version-check -q --upgrade pip wheel setuptools
 
 # llama-cpp-python compiles llama.cpp from source the first time (~6 min on 2 cores);
-# pip's wheel cache makes every later install quick.
+# pip's wheel cache makes every later install quick. It builds for this CPU (-march=native) but
+# without AMX: virtual machines that report AMX yet fault on its first instruction crashed every
+# generation (ldtilecfg in ggml_backend_amx_mul_mat), and AMX brings nothing to a 270M model.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+export CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	@echo "installing fovea (the first run builds llama.cpp: about 6 minutes)"
 	$(PIP) install $(PIP_FLAGS) -e .
