@@ -10,7 +10,7 @@ PORT ?= 8000
 VLLM_VENV := .venv-vllm
 TRAIN_VENV := .venv-train
 TRAIN_OUT ?= bench/.work/vision-train
-TRAIN_STEPS ?= 3000
+TRAIN_STEPS ?= 1400
 
 # Training is CPU-heavy: every heavy step takes /tmp/fovea-heavy.lock so that two never overlap.
 HEAVY := flock /tmp/fovea-heavy.lock

@@ -158,7 +158,8 @@ SQLITE_ONLY = pytest.mark.parametrize("database_backend", ["sqlite"], indirect=T
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> DemoModelFiles:
-    """The real demo model (Gemma 3 270M + random projector), built once per test session."""
+    """The real demo model (Gemma 3 270M + its trained tower, and the random one), built once
+    per test session."""
     return prepare_demo_model(tmp_path_factory.mktemp("models"))
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fovea.modelgen.demo import prepare_demo_model
+from fovea.modelgen.demo import DemoModelError, prepare_demo_model
 from fovea.settings import BranchConfig, CatalogFileError, DeploymentConfig, Settings, load_catalog
 
 models_app = typer.Typer(no_args_is_help=True)
@@ -20,8 +20,16 @@ console = Console()
 def prepare_demo() -> None:
     """Build the demo model gemma-3-demo under $FOVEA_HOME/models (offline; idempotent)."""
     settings = Settings()
-    files = prepare_demo_model(settings.models_dir)
-    console.print(f"demo model ready: {files.model}\n  vision projector (random): {files.mmproj}")
+    try:
+        files = prepare_demo_model(settings.models_dir)
+    except DemoModelError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"demo model ready: {files.model}\n"
+        f"  vision projector (trained, closed world): {files.mmproj}\n"
+        f"  random projector (sees nothing, for tests): {files.random_mmproj}"
+    )
 
 
 @models_app.command("list")

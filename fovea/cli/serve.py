@@ -35,13 +35,13 @@ def serve(
     try:
         catalog = load_catalog(settings)
         settings.grpc_tls()
+        if any(d.name == DEMO_MODEL_NAME for d in catalog.deployments):
+            from fovea.modelgen.demo import prepare_demo_model
+
+            prepare_demo_model(settings.models_dir)
     except ConfigurationError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
-    if any(d.name == DEMO_MODEL_NAME for d in catalog.deployments):
-        from fovea.modelgen.demo import prepare_demo_model
-
-        prepare_demo_model(settings.models_dir)
     if bootstrap:
         _print_bootstrap(settings)
 

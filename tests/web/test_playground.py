@@ -3,8 +3,8 @@ picked and removed, a streamed answer with its usage and time to first token, a 
 the page's own checks and the server's errors in its words, "Show code" run as shown, and the
 layout on a phone.
 
-The demo model's answers are gibberish (its vision projector is random) but real: the tests
-look at what the page shows, never at what the words mean. Answers are kept short, but for the
+The demo model only names shapes of its closed world (these pictures lie outside it), but its
+answers are real: the tests look at what the page shows, never at what the words mean. Answers are kept short, but for the
 one that is stopped.
 """
 
@@ -152,7 +152,7 @@ def test_two_dropped_images_get_a_streamed_answer_with_its_usage(
 ) -> None:
     open_playground(page, web_server)
     expect(page.get_by_label("Model")).to_contain_text("gemma-3-demo · latest")
-    expect(page.get_by_role("note")).to_contain_text("RANDOM vision projector")
+    expect(page.get_by_role("note")).to_contain_text("It sees a closed world")
 
     drop_images(page, [("house.png", HOUSE), ("sunset.png", SUNSET)])
     expect(draft_images(page)).to_have_count(2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ _MMPROJ = "mmproj-gemma-3-demo.gguf"
 @dataclass(frozen=True)
 class TrainConfig:
     out: Path
-    steps: int = 3000  # through the language model
+    steps: int = 1400  # through the language model
     pretrain_steps: int = 2000  # tower as a colour + shape classifier, at most
     pretrain_target: float = 0.97  # ends early once held-out colour and shape reach this
     batch_size: int = 8
@@ -61,6 +62,7 @@ class TrainConfig:
     eval_pairs: int = 12
     pair_share: float = 0.4  # of the examples through the language model: two-image prompts
     warmup_steps: int = 50
+    decay_steps: int = 400  # the last steps through the LM: the rate falls to a tenth (cosine)
     threads: int = 2
     seed: int = 0
 
@@ -184,9 +186,16 @@ class Trainer:
             self.optimizer = self._optimizer()
             self.save()
 
-    def _warm_up(self, lr: float) -> None:
-        """Linear warm-up over the first steps of a phase (both phases start from scratch)."""
+    def _warm_up(self, lr: float, *, until: int | None = None) -> None:
+        """Linear warm-up over the first steps of a phase (both phases start from scratch), and
+        with ``until`` (the phase's last step) a cosine decay to a tenth over its last steps:
+        at a constant rate, held-out shape wandered between 88% and 96% from step 600 to 1000."""
         factor = min(1.0, (self.step + 1) / self.config.warmup_steps)
+        if until is not None:
+            into_decay = self.step - (until - self.config.decay_steps)
+            if into_decay > 0:
+                progress = min(1.0, into_decay / self.config.decay_steps)
+                factor *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
         for group in self.optimizer.param_groups:
             group["lr"] = group.get("base_lr", lr) * factor
 
@@ -257,7 +266,7 @@ class Trainer:
             self.optimizer.zero_grad()
             (loss + penalty).backward()
             nn.utils.clip_grad_norm_(self.tower.parameters(), 1.0)
-            self._warm_up(config.lr)
+            self._warm_up(config.lr, until=config.steps)
             self.optimizer.step()
             self.step += 1
             if self.step % 10 == 0:
@@ -425,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval_pictures",
         "eval_pairs",
         "threads",
+        "decay_steps",
     )
     for name in integers:
         parser.add_argument(
