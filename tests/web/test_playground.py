@@ -4,8 +4,8 @@ the page's own checks and the server's errors in its words, "Show code" run as s
 layout on a phone.
 
 The demo model only names shapes of its closed world (these pictures lie outside it), but its
-answers are real: the tests look at what the page shows, never at what the words mean. Answers are kept short, but for the
-one that is stopped.
+answers are real: the tests look at what the page shows, never at what the words mean. Answers
+are kept short, but for the one that is stopped.
 """
 
 from __future__ import annotations
