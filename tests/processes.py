@@ -18,6 +18,19 @@ import httpx
 from fovea.modelgen.demo import DEMO_DIR, DemoModelFiles
 
 T = TypeVar("T")
+SHIPPED_CATALOG = Path(__file__).resolve().parents[1] / "fovea" / "default_models.toml"
+VISION_DEPLOYMENT = """
+[[deployments]]
+name = "{name}"
+chat_template = "gemma3"
+context_length = 2048
+max_images = 4
+default_max_tokens = 24
+preload = false
+[deployments.branches.latest]
+model = "{model}"
+mmproj = "{mmproj}"
+"""
 
 
 def free_port() -> int:
@@ -203,3 +216,15 @@ def link_demo_model(home: Path, demo_model: DemoModelFiles) -> None:
     """Give a server's ``home`` the session's demo model files (linked, not copied)."""
     (home / "models").mkdir(parents=True)
     (home / "models" / DEMO_DIR).symlink_to(demo_model.model.parent)
+
+
+def write_catalog(home: Path, *extra: str) -> Path:
+    """``home``'s ``models.toml``: the shipped catalog plus ``extra`` deployments (TOML text)."""
+    catalog = home / "models.toml"
+    catalog.write_text(SHIPPED_CATALOG.read_text() + "".join(extra))
+    return catalog
+
+
+def vision_deployment(name: str, model: Path, mmproj: Path) -> str:
+    """A small chat deployment of ``model`` with the vision projector ``mmproj``, as TOML."""
+    return VISION_DEPLOYMENT.format(name=name, model=model, mmproj=mmproj)

@@ -95,11 +95,11 @@ def test_openai_and_langchain_streams_still_parse(server: Server) -> None:
             {"type": "text", "text": "Compare these two pictures"},
             {
                 "type": "image_url",
-                "image_url": {"url": f"data:image/jpeg;base64,{_image('sunset.png')}"},
+                "image_url": {"url": f"data:image/jpeg;base64,{_image('red-circle.png')}"},
             },
             {
                 "type": "image_url",
-                "image_url": {"url": f"data:image/jpeg;base64,{_image('house.png')}"},
+                "image_url": {"url": f"data:image/jpeg;base64,{_image('blue-star.png')}"},
             },
         ]
     )

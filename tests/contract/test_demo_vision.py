@@ -25,23 +25,17 @@ from fovea.modelgen.vision.evaluation import held_out, named, score
 from fovea.modelgen.vision.pictures import Picture
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, link_demo_model, start_fovea, stop_process
+from tests.processes import (
+    free_port,
+    link_demo_model,
+    start_fovea,
+    stop_process,
+    vision_deployment,
+    write_catalog,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
-# The same text model with the random projector of the same shape: a tower that sees nothing.
-RANDOM_TOWER = """
-[[deployments]]
-name = "gemma-3-demo-random"
-chat_template = "gemma3"
-context_length = 2048
-max_images = 4
-default_max_tokens = 24
-preload = false
-[deployments.branches.latest]
-model = "{model}"
-mmproj = "{mmproj}"
-"""
 # One held-out scene for the encodings: a purple triangle, 4:3, off-centre.
 TRIANGLE = Picture(
     colour="purple",
@@ -68,10 +62,9 @@ def server(
 ) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("home")
     link_demo_model(home, demo_model)
-    catalog = home / "models.toml"
-    shipped = (ROOT / "fovea" / "default_models.toml").read_text()
-    extra = RANDOM_TOWER.format(model=demo_model.model, mmproj=demo_model.random_mmproj)
-    catalog.write_text(shipped + extra)
+    # The same text model with the random projector of the same shape: a tower that sees nothing.
+    blind = vision_deployment("gemma-3-demo-random", demo_model.model, demo_model.random_mmproj)
+    catalog = write_catalog(home, blind)
     keys = make_keys(Settings(home=home))
     keys.database.dispose()
     port = free_port()

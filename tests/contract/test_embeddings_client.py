@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,9 +21,14 @@ from yandex_ai_studio_sdk import AIStudio
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, link_demo_model, start_fovea, stop_process
+from tests.processes import (
+    free_port,
+    link_demo_model,
+    start_fovea,
+    stop_process,
+    write_catalog,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 EXTRA_DEPLOYMENT = """
 [[deployments]]
 name = "text-search-mrl"
@@ -62,9 +66,7 @@ def server(
 ) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("home")
     link_demo_model(home, demo_model)
-    catalog = home / "models.toml"
-    shipped = (ROOT / "fovea" / "default_models.toml").read_text()
-    catalog.write_text(shipped + EXTRA_DEPLOYMENT.format(model=demo_model.model))
+    catalog = write_catalog(home, EXTRA_DEPLOYMENT.format(model=demo_model.model))
     keys = make_keys(Settings(home=home))
     other = keys.iam.create_folder("other")
     keys.database.dispose()

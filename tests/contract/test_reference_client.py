@@ -21,24 +21,17 @@ from fovea.modelgen.demo import DemoModelFiles
 from fovea.modelgen.vision.evaluation import named
 from fovea.settings import Settings
 from tests.conftest import make_keys
-from tests.processes import free_port, start_fovea, stop_process
+from tests.processes import (
+    free_port,
+    link_demo_model,
+    start_fovea,
+    stop_process,
+    vision_deployment,
+    write_catalog,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
-
-# The shipped catalog (gemma-3-demo) plus a deployment under a real model's name.
-EXTRA_DEPLOYMENT = """
-[[deployments]]
-name = "gemma-3-27b-it"
-chat_template = "gemma3"
-context_length = 2048
-max_images = 4
-default_max_tokens = 24
-preload = false
-[deployments.branches.latest]
-model = "{model}"
-mmproj = "{mmproj}"
-"""
 
 
 @dataclass
@@ -54,12 +47,10 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
 ) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("home")
-    (home / "models").mkdir()
-    (home / "models" / "gemma-3-demo").symlink_to(demo_model.model.parent)
-    catalog = home / "models.toml"
-    shipped = (ROOT / "fovea" / "default_models.toml").read_text()
-    extra = EXTRA_DEPLOYMENT.format(model=demo_model.model, mmproj=demo_model.mmproj)
-    catalog.write_text(shipped + extra)
+    link_demo_model(home, demo_model)
+    # The shipped catalog (gemma-3-demo) plus a deployment under a real model's name.
+    real_name = vision_deployment("gemma-3-27b-it", demo_model.model, demo_model.mmproj)
+    catalog = write_catalog(home, real_name)
     keys = make_keys(Settings(home=home))
     keys.database.dispose()
     port = free_port()

@@ -78,8 +78,8 @@ def _two_images(question: str) -> list[dict[str, Any]]:
             "role": "user",
             "content": [
                 {"type": "input_text", "text": question},
-                {"type": "input_image", "image_url": _image("sunset.png"), "detail": "auto"},
-                {"type": "input_image", "image_url": _image("house.png"), "detail": "low"},
+                {"type": "input_image", "image_url": _image("red-circle.png"), "detail": "auto"},
+                {"type": "input_image", "image_url": _image("blue-star.png"), "detail": "low"},
             ],
         }
     ]

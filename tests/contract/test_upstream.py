@@ -194,8 +194,8 @@ def _two_images(question: str = "Compare these two pictures") -> list[dict[str, 
             "role": "user",
             "content": [
                 {"type": "text", "text": question},
-                {"type": "image_url", "image_url": {"url": _image("sunset.png")}},
-                {"type": "image_url", "image_url": {"url": _image("house.png")}},
+                {"type": "image_url", "image_url": {"url": _image("red-circle.png")}},
+                {"type": "image_url", "image_url": {"url": _image("blue-star.png")}},
             ],
         }
     ]

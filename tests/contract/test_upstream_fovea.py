@@ -101,8 +101,8 @@ def test_a_request_reaches_node_b_with_node_bs_key(nodes: Nodes) -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "Compare these two pictures"},
-                    {"type": "image_url", "image_url": {"url": _image("sunset.png")}},
-                    {"type": "image_url", "image_url": {"url": _image("house.png")}},
+                    {"type": "image_url", "image_url": {"url": _image("red-circle.png")}},
+                    {"type": "image_url", "image_url": {"url": _image("blue-star.png")}},
                 ],
             }
         ],
