@@ -273,6 +273,9 @@ class DeploymentConfig(BaseModel):
     max_images: int = Field(default=8, ge=0)
     max_output_tokens: int = Field(default=2048, ge=1)
     default_max_tokens: int = Field(default=512, ge=1)
+    # The sampling temperature of a request that sends none (OpenAI's default is 1.0), as vLLM
+    # takes one from a model's generation_config.json: the model's makers know what suits it.
+    default_temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     chat_template: str | None = None
     n_threads: int | None = None
     n_gpu_layers: int = 0

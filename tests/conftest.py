@@ -45,6 +45,7 @@ context_length = 4096
 max_images = 4
 max_output_tokens = 64
 default_max_tokens = 32
+default_temperature = 0.3
 
 [deployments.branches.latest]
 model = "fake/model.gguf"

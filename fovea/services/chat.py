@@ -79,6 +79,8 @@ class ChatRun:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model_uri = target.model_uri
+        # What a request that sends no temperature samples at.
+        self.default_temperature = target.model.deployment.default_temperature
         self._target = target
         self._body = body
         self._principal = principal
@@ -441,7 +443,9 @@ class ChatService:
         max_tokens = _max_tokens(body, model)
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         sampling = SamplingParams(
-            temperature=1.0 if body.temperature is None else body.temperature,
+            temperature=(
+                deployment.default_temperature if body.temperature is None else body.temperature
+            ),
             top_p=1.0 if body.top_p is None else body.top_p,
             max_tokens=max_tokens,
             stop=stop,

@@ -6,6 +6,7 @@ import json
 from functools import partial
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from fovea.app import create_app
@@ -132,6 +133,26 @@ def test_parameters_reach_the_engine(client: TestClient, keys: Keys) -> None:
     assert request.sampling.max_tokens == 5
     assert request.response_format.kind == "json_schema"
     assert request.response_format.schema == {"type": "object"}
+
+
+@pytest.mark.parametrize(
+    ("model", "sent", "sampled"),
+    [
+        ("gemma-3-demo", {}, 0.3),  # the deployment's default_temperature
+        ("gemma-3-demo", {"temperature": 1.0}, 1.0),
+        ("gemma-3-demo", {"temperature": 0}, 0.0),
+        ("text-only", {}, 1.0),  # none set: OpenAI's default
+    ],
+)
+def test_a_request_without_temperature_samples_at_the_deployments_default(
+    client: TestClient, keys: Keys, model: str, sent: dict[str, float], sampled: float
+) -> None:
+    response = _chat(
+        client, keys.api_key, model=model, messages=[{"role": "user", "content": "hi"}], **sent
+    )
+    assert response.status_code == 200, response.text
+    [engine] = [e for e in ScriptedEngine.instances if e.name == model and e.requests]
+    assert engine.requests[-1].sampling.temperature == sampled
 
 
 def test_branch_in_uri_selects_its_engine(client: TestClient, keys: Keys) -> None:

@@ -144,6 +144,14 @@ def test_sampling_and_length_reach_the_engine(client: TestClient, keys: Keys) ->
     assert (sampling.temperature, sampling.top_p, sampling.max_tokens) == (0.2, 0.5, 7)
 
 
+def test_without_temperature_the_deployments_default_is_sampled_and_echoed(
+    client: TestClient, keys: Keys
+) -> None:
+    body = _created(client, keys.api_key)
+    assert _last_request().sampling.temperature == 0.3  # default_temperature in the catalog
+    assert body["temperature"] == 0.3
+
+
 def test_json_schema_format_reaches_the_engine(client: TestClient, keys: Keys) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     text = {"format": {"type": "json_schema", "name": "count", "schema": schema, "strict": True}}
