@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import openai
@@ -23,16 +22,8 @@ from fovea.media.samples import CLOSED_WORLD
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.modelgen.vision.evaluation import held_out, named, score
 from fovea.modelgen.vision.pictures import Picture
-from fovea.settings import Settings
-from tests.conftest import make_keys
-from tests.processes import (
-    free_port,
-    link_demo_model,
-    start_fovea,
-    stop_process,
-    vision_deployment,
-    write_catalog,
-)
+from tests.contract.demo_server import DemoServer, demo_server
+from tests.processes import vision_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
@@ -49,37 +40,21 @@ TRIANGLE = Picture(
 )
 
 
-@dataclass
-class Server:
-    base_url: str
-    folder_id: str
-    api_key: str
-
-
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
-) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("home")
-    link_demo_model(home, demo_model)
+) -> Iterator[DemoServer]:
     # The same text model with the random projector of the same shape: a tower that sees nothing.
     blind = vision_deployment("gemma-3-demo-random", demo_model.model, demo_model.random_mmproj)
-    catalog = write_catalog(home, blind)
-    keys = make_keys(Settings(home=home))
-    keys.database.dispose()
-    port = free_port()
-    process = start_fovea(home, port, FOVEA_CATALOG=str(catalog))
-    try:
-        yield Server(f"http://127.0.0.1:{port}/v1", keys.folder_id, keys.api_key)
-    finally:
-        stop_process(process)
+    with demo_server(tmp_path_factory.mktemp("home"), demo_model, blind) as server:
+        yield server
 
 
 Ask = Callable[..., str]
 
 
 @pytest.fixture(scope="module")
-def ask(server: Server) -> Ask:
+def ask(server: DemoServer) -> Ask:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
 
     def ask(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,48 +18,21 @@ import pytest
 
 from fovea.modelgen.demo import DemoModelFiles
 from fovea.modelgen.vision.evaluation import named
-from fovea.settings import Settings
-from tests.conftest import make_keys
-from tests.processes import (
-    free_port,
-    link_demo_model,
-    start_fovea,
-    stop_process,
-    vision_deployment,
-    write_catalog,
-)
+from tests.contract.demo_server import DemoServer, demo_server
+from tests.processes import vision_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "examples" / "images"
 
 
-@dataclass
-class Server:
-    base_url: str
-    folder_id: str
-    api_key: str
-    log: Path
-
-
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModelFiles
-) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("home")
-    link_demo_model(home, demo_model)
+) -> Iterator[DemoServer]:
     # The shipped catalog (gemma-3-demo) plus a deployment under a real model's name.
     real_name = vision_deployment("gemma-3-27b-it", demo_model.model, demo_model.mmproj)
-    catalog = write_catalog(home, real_name)
-    keys = make_keys(Settings(home=home))
-    keys.database.dispose()
-    port = free_port()
-    log = home / "server.log"
-    base = f"http://127.0.0.1:{port}"
-    process = start_fovea(home, port, FOVEA_CATALOG=str(catalog))
-    try:
-        yield Server(f"{base}/v1", keys.folder_id, keys.api_key, log)
-    finally:
-        stop_process(process)
+    with demo_server(tmp_path_factory.mktemp("home"), demo_model, real_name) as server:
+        yield server
 
 
 def _image(name: str) -> str:
@@ -88,7 +60,7 @@ def _reference_messages(question: str = "Compare these two pictures") -> list[di
 
 
 @pytest.mark.parametrize("model_name", ["gemma-3-27b-it", "gemma-3-demo"])
-def test_reference_client_gets_an_answer(server: Server, model_name: str) -> None:
+def test_reference_client_gets_an_answer(server: DemoServer, model_name: str) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
     response = client.chat.completions.create(
         model=f"gpt://{server.folder_id}/{model_name}",
@@ -107,7 +79,7 @@ def test_reference_client_gets_an_answer(server: Server, model_name: str) -> Non
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-def test_reference_client_streams(server: Server) -> None:
+def test_reference_client_streams(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
     stream = client.chat.completions.create(
         model="gemma-3-demo",
@@ -134,7 +106,7 @@ def test_reference_client_streams(server: Server) -> None:
     assert text == plain.choices[0].message.content  # greedy: streaming and not give the same text
 
 
-def test_json_schema_output_parses(server: Server) -> None:
+def test_json_schema_output_parses(server: DemoServer) -> None:
     import json
 
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
@@ -158,7 +130,7 @@ def test_json_schema_output_parses(server: Server) -> None:
     assert isinstance(value["count"], int)
 
 
-def test_openai_client_sees_typed_errors(server: Server) -> None:
+def test_openai_client_sees_typed_errors(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url, max_retries=0)
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(
@@ -184,7 +156,7 @@ def test_openai_client_sees_typed_errors(server: Server) -> None:
         client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
 
 
-def test_models_endpoint_says_what_the_demo_can_see(server: Server) -> None:
+def test_models_endpoint_says_what_the_demo_can_see(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
     models = {m.id: m for m in client.models.list()}
     demo = models[f"gpt://{server.folder_id}/gemma-3-demo/latest"]
@@ -192,7 +164,7 @@ def test_models_endpoint_says_what_the_demo_can_see(server: Server) -> None:
     assert "closed world" in description and "cannot see" in description
 
 
-def test_context_overflow_is_a_400(server: Server) -> None:
+def test_context_overflow_is_a_400(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url, max_retries=0)
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(
@@ -201,19 +173,19 @@ def test_context_overflow_is_a_400(server: Server) -> None:
     assert "maximum context length is 4096" in str(exc.value)
 
 
-def _cancelled(server: Server) -> int:
+def _cancelled(server: DemoServer) -> int:
     health = httpx.get(server.base_url.removesuffix("/v1") + "/healthz").json()
     return sum(e["cancelled"] for e in health["engines"] if e["model"] == "gemma-3-demo")
 
 
-def _wait_for_cancelled(server: Server, count: int) -> None:
+def _wait_for_cancelled(server: DemoServer, count: int) -> None:
     deadline = time.monotonic() + 30
     while _cancelled(server) < count and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _cancelled(server) == count
 
 
-def test_a_client_that_leaves_frees_the_model(server: Server) -> None:
+def test_a_client_that_leaves_frees_the_model(server: DemoServer) -> None:
     body = {
         "model": "gemma-3-demo",
         "messages": [{"role": "user", "content": "Count: 1, 2, 3,"}],
@@ -236,7 +208,7 @@ def test_a_client_that_leaves_frees_the_model(server: Server) -> None:
     assert answer.choices[0].message.content is not None
 
 
-def test_the_image_reaches_the_model(server: Server) -> None:
+def test_the_image_reaches_the_model(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
 
     def answer(image: str) -> str | None:
@@ -263,7 +235,7 @@ def test_the_image_reaches_the_model(server: Server) -> None:
     assert named(answer("blue-star.png") or "") == [("blue", "star")]
 
 
-def test_concurrent_streams_all_get_their_answers(server: Server) -> None:
+def test_concurrent_streams_all_get_their_answers(server: DemoServer) -> None:
     # llama_cpp.server ends 3 of 4 concurrent streams with HTTP 200 and no tokens by default.
     from concurrent.futures import ThreadPoolExecutor
 
@@ -289,7 +261,7 @@ def test_concurrent_streams_all_get_their_answers(server: Server) -> None:
         assert finish == "length"
 
 
-def test_turn_two_reports_cached_tokens(server: Server) -> None:
+def test_turn_two_reports_cached_tokens(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
     turn1: list[dict[str, object]] = [
         {"role": "system", "content": "You are a careful observer."},
