@@ -79,8 +79,7 @@ class ChatRun:
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model_uri = target.model_uri
-        # What a request that sends no temperature samples at.
-        self.default_temperature = target.model.deployment.default_temperature
+        self.temperature = _temperature(body, target.model)  # what it samples at
         self._target = target
         self._body = body
         self._principal = principal
@@ -443,9 +442,7 @@ class ChatService:
         max_tokens = _max_tokens(body, model)
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         sampling = SamplingParams(
-            temperature=(
-                deployment.default_temperature if body.temperature is None else body.temperature
-            ),
+            temperature=_temperature(body, model),
             top_p=1.0 if body.top_p is None else body.top_p,
             max_tokens=max_tokens,
             stop=stop,
@@ -602,6 +599,13 @@ def _check_request(
             if isinstance(part, wire.ImageContentPart):
                 images.check(part.image_url.url, position=f"messages[{i}].content[{j}]")
     return n_images
+
+
+def _temperature(body: wire.ChatCompletionRequest, model: ResolvedModel) -> float:
+    """The request's temperature, or its deployment's default when it sends none."""
+    if body.temperature is None:
+        return model.deployment.default_temperature
+    return body.temperature
 
 
 def _max_tokens(body: wire.ChatCompletionRequest, model: ResolvedModel) -> int | None:

@@ -296,9 +296,7 @@ class ResponseRun:
             parallel_tool_calls=body.parallel_tool_calls,
             previous_response_id=body.previous_response_id,
             store=self._store is not None,
-            temperature=(
-                self.chat.default_temperature if body.temperature is None else body.temperature
-            ),
+            temperature=self.chat.temperature,
             top_p=1.0 if body.top_p is None else body.top_p,
             text=body.text,
             tool_choice=body.tool_choice,

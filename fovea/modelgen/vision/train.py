@@ -162,7 +162,7 @@ class Trainer:
             self.optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(self.tower.parameters(), 1.0)
-            self._warm_up(config.pretrain_lr)
+            self._set_learning_rate(config.pretrain_lr)
             self.optimizer.step()
             self.step += 1
             if self.step % 10 == 0:
@@ -186,10 +186,10 @@ class Trainer:
             self.optimizer = self._optimizer()
             self.save()
 
-    def _warm_up(self, lr: float, *, until: int | None = None) -> None:
+    def _set_learning_rate(self, lr: float, *, until: int | None = None) -> None:
         """Linear warm-up over the first steps of a phase (both phases start from scratch), and
         with ``until`` (the phase's last step) a cosine decay to a tenth over its last steps:
-        at a constant rate, held-out shape wandered between 88% and 96% from step 600 to 1000."""
+        at a constant rate, held-out shape wandered between 88% and 98% from step 600 to 1200."""
         factor = min(1.0, (self.step + 1) / self.config.warmup_steps)
         if until is not None:
             into_decay = self.step - (until - self.config.decay_steps)
@@ -266,7 +266,7 @@ class Trainer:
             self.optimizer.zero_grad()
             (loss + penalty).backward()
             nn.utils.clip_grad_norm_(self.tower.parameters(), 1.0)
-            self._warm_up(config.lr, until=config.steps)
+            self._set_learning_rate(config.lr, until=config.steps)
             self.optimizer.step()
             self.step += 1
             if self.step % 10 == 0:
