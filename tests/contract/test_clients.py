@@ -12,7 +12,8 @@ from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 from yandex_ai_studio_sdk import AIStudio
 
-from tests.contract.test_reference_client import Server, _image, _reference_messages, server
+from tests.contract.demo_server import DemoServer
+from tests.contract.test_reference_client import _image, _reference_messages, server
 
 __all__ = ["server"]  # the module-scoped fixture, shared with the reference client's tests
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.slow
 MAX_TOKENS = 12
 
 
-def _sdk(server: Server) -> AIStudio:
+def _sdk(server: DemoServer) -> AIStudio:
     # As the cloud's guide has it, but for the endpoints: no gRPC discovery, HTTP base URL given.
     return AIStudio(
         folder_id=server.folder_id,
@@ -31,7 +32,7 @@ def _sdk(server: Server) -> AIStudio:
     )
 
 
-def test_stream_chunks_carry_no_null_keys(server: Server) -> None:
+def test_stream_chunks_carry_no_null_keys(server: DemoServer) -> None:
     with httpx.stream(
         "POST",
         f"{server.base_url}/chat/completions",
@@ -50,7 +51,7 @@ def test_stream_chunks_carry_no_null_keys(server: Server) -> None:
     assert not [event for event in events if "null" in event]
 
 
-def test_the_clouds_sdk_runs_and_streams_two_images(server: Server) -> None:
+def test_the_clouds_sdk_runs_and_streams_two_images(server: DemoServer) -> None:
     model = (
         _sdk(server)
         .chat.completions("gemma-3-demo")
@@ -68,7 +69,7 @@ def test_the_clouds_sdk_runs_and_streams_two_images(server: Server) -> None:
     assert f"gpt://{server.folder_id}/gemma-3-demo/latest" in listed
 
 
-def test_openai_and_langchain_streams_still_parse(server: Server) -> None:
+def test_openai_and_langchain_streams_still_parse(server: DemoServer) -> None:
     client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url)
     chunks = list(
         client.chat.completions.create(

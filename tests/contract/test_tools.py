@@ -15,7 +15,8 @@ import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 
-from tests.contract.test_reference_client import Server, _reference_messages, server
+from tests.contract.demo_server import DemoServer
+from tests.contract.test_reference_client import _reference_messages, server
 
 __all__ = ["server"]  # the module-scoped fixture, shared with the reference client's tests
 
@@ -54,11 +55,11 @@ TIME = {
 QUESTION = [{"role": "user", "content": "What will the weather be in Paris this week?"}]
 
 
-def _client(server: Server) -> openai.OpenAI:
+def _client(server: DemoServer) -> openai.OpenAI:
     return openai.OpenAI(api_key=server.api_key, base_url=server.base_url, max_retries=0)
 
 
-def test_a_tool_call_round_trip(server: Server) -> None:
+def test_a_tool_call_round_trip(server: DemoServer) -> None:
     client = _client(server)
     first = client.chat.completions.create(
         model="gemma-3-demo",
@@ -102,7 +103,7 @@ def test_a_tool_call_round_trip(server: Server) -> None:
     assert final.usage.prompt_tokens > alone.usage.prompt_tokens + 20
 
 
-def test_a_named_choice_calls_that_function(server: Server) -> None:
+def test_a_named_choice_calls_that_function(server: DemoServer) -> None:
     response = _client(server).chat.completions.create(
         model="gemma-3-demo",
         messages=QUESTION,  # type: ignore[arg-type]
@@ -117,7 +118,7 @@ def test_a_named_choice_calls_that_function(server: Server) -> None:
         jsonschema.validate(json.loads(c.function.arguments), TIME["function"]["parameters"])  # type: ignore[index, union-attr]
 
 
-def test_streamed_tool_call_deltas_are_reassembled_by_the_client(server: Server) -> None:
+def test_streamed_tool_call_deltas_are_reassembled_by_the_client(server: DemoServer) -> None:
     client = _client(server)
     arguments: dict[str, Any] = dict(
         model="gemma-3-demo",
@@ -141,7 +142,7 @@ def test_streamed_tool_call_deltas_are_reassembled_by_the_client(server: Server)
     assert "".join(e.arguments_delta for e in deltas) == call.function.arguments  # type: ignore[attr-defined]
 
 
-def test_arguments_match_the_schema_over_fifty_seeded_runs(server: Server) -> None:
+def test_arguments_match_the_schema_over_fifty_seeded_runs(server: DemoServer) -> None:
     client = _client(server)
 
     def call(seed: int) -> tuple[str, dict[str, Any]]:
@@ -167,7 +168,7 @@ def test_arguments_match_the_schema_over_fifty_seeded_runs(server: Server) -> No
     assert len({json.dumps(a, sort_keys=True) for _, a in results}) > 1  # the seeds mattered
 
 
-def test_images_and_tools_in_one_request(server: Server) -> None:
+def test_images_and_tools_in_one_request(server: DemoServer) -> None:
     response = _client(server).chat.completions.create(
         model="gemma-3-demo",
         messages=_reference_messages("Which city is in these pictures? Look up its weather."),  # type: ignore[arg-type]
@@ -183,7 +184,7 @@ def test_images_and_tools_in_one_request(server: Server) -> None:
     jsonschema.validate(json.loads(call.function.arguments), WEATHER_SCHEMA)  # type: ignore[union-attr]
 
 
-def test_langchain_bind_tools_round_trip(server: Server) -> None:
+def test_langchain_bind_tools_round_trip(server: DemoServer) -> None:
     model = ChatOpenAI(
         model="gemma-3-demo",
         api_key=server.api_key,  # type: ignore[arg-type]
@@ -249,7 +250,7 @@ def test_langchain_bind_tools_round_trip(server: Server) -> None:
     ],
 )
 def test_tool_requests_a_client_got_wrong_are_clear_400s(
-    server: Server, change: dict[str, Any], param: str, words: str
+    server: DemoServer, change: dict[str, Any], param: str, words: str
 ) -> None:
     body = {
         "model": "gemma-3-demo",
