@@ -66,6 +66,11 @@ def test_a_missing_key_variable_is_named(tmp_path: Path, monkeypatch: pytest.Mon
             '[[deployments.branches.latest.replicas]]\nurl = "ftp://h/v1"\nmodel = "m"\n',
             "url",
         ),
+        (
+            '[[deployments]]\nname = "x"\ndefault_temperature = 3\n'
+            '[deployments.branches.latest]\nmodel = "a.gguf"\n',
+            "default_temperature",
+        ),
     ],
 )
 def test_mistakes_stop_start_up_with_what_to_fix(
